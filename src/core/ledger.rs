@@ -1,0 +1,849 @@
+//! The ledger's state machine: one pure function from (state, leaf) to a new state.
+//!
+//! [`apply`] decides whether a verified command may be applied to the state and, if
+//! so, applies it and returns the postings of its leaf. It reads no clock (the
+//! leaf's `accepted_at` is an argument), touches no disk and draws no random number,
+//! so the server deciding and the auditor replaying get the same answer. On a
+//! refusal the state is untouched: [`decide`] only reads, [`commit`] only writes.
+//!
+//! Invariants kept at every step, and asserted after each one:
+//! - the postings of every leaf sum to zero, so Σ balances = 0;
+//! - no member is below its floor, counting holds (`balance − held ≥ floor`);
+//! - −balance(reserve) = Σ issued − Σ redeemed, and the reserve is never above zero;
+//! - each signer's seq goes up by exactly one per accepted command.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::core::ids::{AccountId, LedgerId, Seq, Text};
+use crate::core::leaf::{Posting, assert_zero_sum};
+use crate::core::money::{Floor, format_minor};
+use crate::core::policy::{Currency, Genesis, Policy};
+use crate::core::protocol::{self, Command, VerifiedCommand};
+use crate::core::time::Timestamp;
+
+/// The largest balance (and the most negative reserve) the ledger allows, in minor
+/// units: 10,000,000,000.00, far above any village and far below `i64::MAX`.
+pub const BALANCE_MINOR_MAX: i64 = 1_000_000_000_000;
+
+/// Where an account stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Registered, waiting for the desk: may receive money, may sign nothing.
+    Pending,
+    /// Approved member.
+    Active,
+    /// The desk's own account: signs desk commands, holds no money.
+    Operator,
+    /// The system account that is the other side of every issue and redemption.
+    Reserve,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Active => "active",
+            Status::Operator => "operator",
+            Status::Reserve => "reserve",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        match text {
+            "pending" => Some(Status::Pending),
+            "active" => Some(Status::Active),
+            "operator" => Some(Status::Operator),
+            "reserve" => Some(Status::Reserve),
+            _ => None,
+        }
+    }
+}
+
+/// One account of the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    /// The key that signs for it; none for the reserve, which signs nothing.
+    pub key: Option<[u8; 32]>,
+    pub name: Option<Text>,
+    pub status: Status,
+    pub balance: i64,
+    /// Money reserved by open holds (ride bookings); `available = balance − held`.
+    pub held: i64,
+    /// None for the reserve and the operator, which have no floor.
+    pub floor: Option<Floor>,
+    pub next_seq: Seq,
+}
+
+impl Account {
+    pub fn available(&self) -> i64 {
+        self.balance - self.held
+    }
+}
+
+/// Everything the ledger knows, derived from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    ledger: LedgerId,
+    currency: Currency,
+    ledger_key: [u8; 32],
+    operator_key: [u8; 32],
+    policy: Policy,
+    accounts: HashMap<AccountId, Account>,
+    keys_in_use: HashSet<[u8; 32]>,
+    /// The number of leaves applied, genesis included: the next leaf's index.
+    size: u64,
+    last_accepted_at: Timestamp,
+    issued: i64,
+    redeemed: i64,
+}
+
+/// Why the genesis event cannot found a ledger.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenesisError {
+    #[error("the genesis names an invalid ledger id: {0}")]
+    Ledger(String),
+    #[error("the genesis {0} is not a 32-byte Ed25519 public key in base64")]
+    Key(&'static str),
+    #[error("the genesis currency must have 2 decimals")]
+    Decimals,
+}
+
+/// The parts of a state that are stored apart from the accounts, for a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Totals {
+    pub size: u64,
+    pub last_accepted_at: Timestamp,
+    pub issued: i64,
+    pub redeemed: i64,
+}
+
+impl State {
+    /// The state after leaf 0: the operator and reserve accounts, nothing else.
+    pub fn from_genesis(genesis: &Genesis, accepted_at: Timestamp) -> Result<State, GenesisError> {
+        let operator_key = decode_key(&genesis.operator_key).ok_or(GenesisError::Key("operator_key"))?;
+        let operator = Account {
+            id: AccountId::operator(),
+            key: Some(operator_key),
+            name: None,
+            status: Status::Operator,
+            balance: 0,
+            held: 0,
+            floor: None,
+            next_seq: Seq::ZERO,
+        };
+        let reserve = Account {
+            id: AccountId::reserve(),
+            key: None,
+            name: None,
+            status: Status::Reserve,
+            balance: 0,
+            held: 0,
+            floor: None,
+            next_seq: Seq::ZERO,
+        };
+        let totals = Totals { size: 1, last_accepted_at: accepted_at, issued: 0, redeemed: 0 };
+        State::restore(genesis, [operator, reserve].into_iter(), totals)
+    }
+
+    /// Rebuilds a state from what the store kept: the genesis facts, every account
+    /// (operator and reserve included) and the totals.
+    pub fn restore(
+        genesis: &Genesis,
+        accounts: impl Iterator<Item = Account>,
+        totals: Totals,
+    ) -> Result<State, GenesisError> {
+        let ledger = LedgerId::parse(&genesis.ledger).map_err(|error| GenesisError::Ledger(error.to_string()))?;
+        let ledger_key = decode_key(&genesis.ledger_key).ok_or(GenesisError::Key("ledger_key"))?;
+        let operator_key = decode_key(&genesis.operator_key).ok_or(GenesisError::Key("operator_key"))?;
+        if genesis.currency.decimals != crate::core::money::MINOR_DIGITS {
+            return Err(GenesisError::Decimals);
+        }
+        let accounts: HashMap<AccountId, Account> = accounts.map(|account| (account.id.clone(), account)).collect();
+        let keys_in_use =
+            accounts.values().filter(|account| account.id.is_member()).filter_map(|account| account.key).collect();
+        let state = State {
+            ledger,
+            currency: genesis.currency.clone(),
+            ledger_key,
+            operator_key,
+            policy: genesis.policy.clone(),
+            accounts,
+            keys_in_use,
+            size: totals.size,
+            last_accepted_at: totals.last_accepted_at,
+            issued: totals.issued,
+            redeemed: totals.redeemed,
+        };
+        state.assert_invariants();
+        Ok(state)
+    }
+
+    pub fn ledger(&self) -> &LedgerId {
+        &self.ledger
+    }
+
+    pub fn currency(&self) -> &Currency {
+        &self.currency
+    }
+
+    pub fn ledger_key(&self) -> &[u8; 32] {
+        &self.ledger_key
+    }
+
+    pub fn operator_key(&self) -> &[u8; 32] {
+        &self.operator_key
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn account(&self, id: &AccountId) -> Option<&Account> {
+        self.accounts.get(id)
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.values()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn totals(&self) -> Totals {
+        Totals {
+            size: self.size,
+            last_accepted_at: self.last_accepted_at,
+            issued: self.issued,
+            redeemed: self.redeemed,
+        }
+    }
+
+    /// Currency in circulation: what the desk owes in euros.
+    pub fn circulation(&self) -> i64 {
+        -self.reserve().balance
+    }
+
+    fn reserve(&self) -> &Account {
+        self.accounts.get(&AccountId::reserve()).expect("the reserve account exists from genesis")
+    }
+
+    /// Checks every invariant over the whole state: O(accounts), for start-up and tests.
+    pub fn assert_invariants(&self) {
+        let sum: i128 = self.accounts.values().map(|account| i128::from(account.balance)).sum();
+        assert_eq!(sum, 0, "the balances of all accounts sum to zero");
+        for account in self.accounts.values() {
+            assert_account_invariants(account);
+        }
+        assert_eq!(self.circulation(), self.issued - self.redeemed, "circulation = issued − redeemed");
+        assert!(self.reserve().balance <= 0, "the reserve is never above zero");
+    }
+}
+
+/// A refusal by the state machine. Each variant says the HTTP status it becomes;
+/// [`Refusal::code`] is its stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// 400 `wrong_ledger`.
+    #[error("the command is for ledger \"{found}\", but this is ledger \"{expected}\"")]
+    WrongLedger { expected: String, found: String },
+    /// 400 `expired`.
+    #[error("the command expired at {not_after} (not_after); it reached the ledger at {accepted_at}. Sign it again")]
+    Expired { not_after: String, accepted_at: String },
+    /// 404 `unknown_account`.
+    #[error("there is no account \"{0}\"")]
+    UnknownAccount(String),
+    /// 409 `account_exists`.
+    #[error("the account \"{0}\" is already registered; pick a new UUID")]
+    AccountExists(String),
+    /// 409 `key_in_use`.
+    #[error("this key already belongs to another account; each account has its own key")]
+    KeyInUse,
+    /// 403 `wrong_key`.
+    #[error("the command is signed with a key that is not the key registered for account \"{0}\"")]
+    WrongKey(String),
+    /// 409 `seq_reused`.
+    #[error("seq {found} of account \"{account}\" is already used by another command; the next is {expected}")]
+    SeqReused { account: String, found: u64, expected: u64 },
+    /// 409 `seq_gap`.
+    #[error("seq {found} of account \"{account}\" skips ahead; the next is {expected}")]
+    SeqGap { account: String, found: u64, expected: u64 },
+    /// 403 `not_permitted`.
+    #[error("account \"{account}\" may not sign \"{kind}\": {reason}")]
+    NotPermitted { account: String, kind: &'static str, reason: &'static str },
+    /// 403 `account_pending`.
+    #[error("account \"{0}\" is waiting for the desk's approval and can only receive money until then")]
+    AccountPending(String),
+    /// 409 `already_approved`.
+    #[error("account \"{0}\" is already approved")]
+    AlreadyApproved(String),
+    /// 400 `not_a_member`.
+    #[error("\"{0}\" is not a member account; money moves between members, and to the reserve only by redeem")]
+    NotAMember(String),
+    /// 400 `self_transfer`.
+    #[error("a transfer must go to another account")]
+    SelfTransfer,
+    /// 422 `insufficient_funds`.
+    #[error("account \"{account}\" has {available} available and may go down to {floor}; it cannot pay {amount}")]
+    InsufficientFunds { account: String, available: String, floor: String, amount: String },
+    /// 422 `floor_above_balance`.
+    #[error("account \"{account}\" has {available} available, below the requested floor {floor}")]
+    FloorAboveBalance { account: String, available: String, floor: String },
+    /// 422 `reserve_exhausted`: credit lines let more money circulate than the desk
+    /// received in euros; the desk never pays out more euros than it holds.
+    #[error("the desk holds {circulation} in euros for redemptions and cannot pay out {amount}")]
+    ReserveExhausted { circulation: String, amount: String },
+    /// 422 `balance_limit`.
+    #[error("this would take account \"{0}\" past the ledger's balance limit")]
+    BalanceLimit(String),
+}
+
+impl Refusal {
+    /// The stable snake_case code of this refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::WrongLedger { .. } => "wrong_ledger",
+            Refusal::Expired { .. } => "expired",
+            Refusal::UnknownAccount(_) => "unknown_account",
+            Refusal::AccountExists(_) => "account_exists",
+            Refusal::KeyInUse => "key_in_use",
+            Refusal::WrongKey(_) => "wrong_key",
+            Refusal::SeqReused { .. } => "seq_reused",
+            Refusal::SeqGap { .. } => "seq_gap",
+            Refusal::NotPermitted { .. } => "not_permitted",
+            Refusal::AccountPending(_) => "account_pending",
+            Refusal::AlreadyApproved(_) => "already_approved",
+            Refusal::NotAMember(_) => "not_a_member",
+            Refusal::SelfTransfer => "self_transfer",
+            Refusal::InsufficientFunds { .. } => "insufficient_funds",
+            Refusal::FloorAboveBalance { .. } => "floor_above_balance",
+            Refusal::ReserveExhausted { .. } => "reserve_exhausted",
+            Refusal::BalanceLimit(_) => "balance_limit",
+        }
+    }
+}
+
+/// What an accepted command did: the postings of its leaf and the accounts it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub postings: Vec<Posting>,
+    pub touched: Vec<AccountId>,
+}
+
+/// The changes a command makes, decided without touching the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect {
+    signer: AccountId,
+    opened: Option<Account>,
+    approved: Option<AccountId>,
+    floor: Option<(AccountId, Floor)>,
+    postings: Vec<Posting>,
+    issued: i64,
+    redeemed: i64,
+}
+
+/// Applies one command, accepted at `accepted_at`, as leaf number `state.size()`.
+pub fn apply(state: &mut State, command: &VerifiedCommand, accepted_at: Timestamp) -> Result<Outcome, Refusal> {
+    let effect = decide(state, command, accepted_at)?;
+    Ok(commit(state, effect, accepted_at))
+}
+
+/// Decides what a command does to the state, or why it is refused. Reads only.
+pub fn decide(state: &State, command: &VerifiedCommand, accepted_at: Timestamp) -> Result<Effect, Refusal> {
+    let body = command.body();
+    if body.ledger != state.ledger.as_str() {
+        return Err(Refusal::WrongLedger { expected: state.ledger.to_string(), found: body.ledger.clone() });
+    }
+    check_signer(state, command)?;
+    if accepted_at > body.not_after {
+        return Err(Refusal::Expired { not_after: body.not_after.to_string(), accepted_at: accepted_at.to_string() });
+    }
+    let mut effect = Effect {
+        signer: body.account.clone(),
+        opened: None,
+        approved: None,
+        floor: None,
+        postings: Vec::new(),
+        issued: 0,
+        redeemed: 0,
+    };
+    match &body.command {
+        Command::Register { name } => {
+            let status = if state.policy.approval_required { Status::Pending } else { Status::Active };
+            effect.opened = Some(Account {
+                id: body.account.clone(),
+                key: Some(*command.key()),
+                name: Some(name.clone()),
+                status,
+                balance: 0,
+                held: 0,
+                floor: Some(Floor::ZERO),
+                next_seq: Seq::ZERO,
+            });
+        }
+        Command::Approve { target } => {
+            let target = member(state, target)?;
+            if target.status == Status::Active {
+                return Err(Refusal::AlreadyApproved(target.id.to_string()));
+            }
+            effect.approved = Some(target.id.clone());
+        }
+        Command::CreditSet { target, floor } => {
+            let target = member(state, target)?;
+            if target.available() < floor.minor() {
+                return Err(Refusal::FloorAboveBalance {
+                    account: target.id.to_string(),
+                    available: format_minor(target.available()),
+                    floor: floor.to_string(),
+                });
+            }
+            effect.floor = Some((target.id.clone(), *floor));
+        }
+        Command::Issue { to, amount, .. } => {
+            let payee = member(state, to)?;
+            let reserve = state.reserve();
+            check_room(payee, amount.minor())?;
+            check_room(reserve, -amount.minor())?;
+            effect.postings = two_postings(&reserve.id, &payee.id, amount.minor());
+            effect.issued = amount.minor();
+        }
+        Command::Transfer { to, amount, .. } => {
+            let payer = signer(state, &body.account)?;
+            if *to == payer.id {
+                return Err(Refusal::SelfTransfer);
+            }
+            let payee = member(state, to)?;
+            let floor = payer.floor.map_or(0, Floor::minor);
+            check_funds(payer, floor, amount.minor())?;
+            check_room(payee, amount.minor())?;
+            effect.postings = two_postings(&payer.id, &payee.id, amount.minor());
+        }
+        Command::Redeem { amount, .. } => {
+            // Euros are paid only against money held: a credit line is spent in the
+            // village, never cashed at the desk, so redemption counts a floor of zero.
+            let payer = signer(state, &body.account)?;
+            check_funds(payer, 0, amount.minor())?;
+            let circulation = state.circulation();
+            if amount.minor() > circulation {
+                return Err(Refusal::ReserveExhausted {
+                    circulation: format_minor(circulation),
+                    amount: amount.to_string(),
+                });
+            }
+            effect.postings = two_postings(&payer.id, &AccountId::reserve(), amount.minor());
+            effect.redeemed = amount.minor();
+        }
+    }
+    Ok(effect)
+}
+
+/// Applies a decided effect. Cannot fail: everything was checked by [`decide`].
+pub fn commit(state: &mut State, effect: Effect, accepted_at: Timestamp) -> Outcome {
+    assert_zero_sum(&effect.postings);
+    let mut touched = vec![effect.signer.clone()];
+    if let Some(account) = effect.opened {
+        assert!(!state.accounts.contains_key(&account.id), "decide checked the account is new");
+        if let Some(key) = account.key {
+            state.keys_in_use.insert(key);
+        }
+        state.accounts.insert(account.id.clone(), account);
+    }
+    if let Some(id) = effect.approved {
+        state.accounts.get_mut(&id).expect("decide checked the target").status = Status::Active;
+        touched.push(id);
+    }
+    if let Some((id, floor)) = effect.floor {
+        state.accounts.get_mut(&id).expect("decide checked the target").floor = Some(floor);
+        touched.push(id);
+    }
+    for posting in &effect.postings {
+        let account = state.accounts.get_mut(&posting.account).expect("decide checked every posting's account");
+        account.balance += posting.amount_minor;
+        touched.push(posting.account.clone());
+    }
+    let signer = state.accounts.get_mut(&effect.signer).expect("decide checked the signer");
+    signer.next_seq = signer.next_seq.next();
+    state.issued += effect.issued;
+    state.redeemed += effect.redeemed;
+    state.size += 1;
+    state.last_accepted_at = state.last_accepted_at.max(accepted_at);
+    touched.sort();
+    touched.dedup();
+    for id in &touched {
+        assert_account_invariants(&state.accounts[id]);
+    }
+    assert_eq!(state.circulation(), state.issued - state.redeemed, "circulation = issued − redeemed");
+    Outcome { postings: effect.postings, touched }
+}
+
+/// The signer exists, signed with its own key, is at the right seq and may sign.
+fn check_signer(state: &State, command: &VerifiedCommand) -> Result<(), Refusal> {
+    let body = command.body();
+    let account = body.account.to_string();
+    if let Command::Register { .. } = body.command {
+        if state.accounts.contains_key(&body.account) {
+            return Err(Refusal::AccountExists(account));
+        }
+        if body.seq != Seq::ZERO {
+            return Err(Refusal::SeqGap { account, found: body.seq.value(), expected: 0 });
+        }
+        if state.keys_in_use.contains(command.key()) || *command.key() == state.operator_key {
+            return Err(Refusal::KeyInUse);
+        }
+        return Ok(());
+    }
+    let signer = state.accounts.get(&body.account).ok_or_else(|| Refusal::UnknownAccount(account.clone()))?;
+    if signer.key.as_ref() != Some(command.key()) {
+        return Err(Refusal::WrongKey(account));
+    }
+    let (found, expected) = (body.seq.value(), signer.next_seq.value());
+    if found < expected {
+        return Err(Refusal::SeqReused { account, found, expected });
+    }
+    if found > expected {
+        return Err(Refusal::SeqGap { account, found, expected });
+    }
+    check_permission(signer, &body.command)
+}
+
+fn check_permission(signer: &Account, command: &Command) -> Result<(), Refusal> {
+    let kind = command.kind();
+    let refuse = |reason| Err(Refusal::NotPermitted { account: signer.id.to_string(), kind, reason });
+    let desk_only = matches!(command, Command::Approve { .. } | Command::CreditSet { .. } | Command::Issue { .. });
+    match signer.status {
+        Status::Reserve => refuse("the reserve signs nothing"),
+        Status::Operator if desk_only => Ok(()),
+        Status::Operator => refuse("the operator holds no money; members pay and redeem"),
+        _ if desk_only => refuse("only the operator (the desk) may"),
+        Status::Pending => Err(Refusal::AccountPending(signer.id.to_string())),
+        Status::Active => Ok(()),
+    }
+}
+
+fn signer<'a>(state: &'a State, id: &AccountId) -> Result<&'a Account, Refusal> {
+    state.accounts.get(id).ok_or_else(|| Refusal::UnknownAccount(id.to_string()))
+}
+
+/// A member account that exists: not the operator, not the reserve.
+fn member<'a>(state: &'a State, id: &AccountId) -> Result<&'a Account, Refusal> {
+    if !id.is_member() {
+        return Err(Refusal::NotAMember(id.to_string()));
+    }
+    signer(state, id)
+}
+
+fn check_funds(payer: &Account, floor: i64, amount: i64) -> Result<(), Refusal> {
+    if payer.available() - amount < floor {
+        return Err(Refusal::InsufficientFunds {
+            account: payer.id.to_string(),
+            available: format_minor(payer.available()),
+            floor: format_minor(floor),
+            amount: format_minor(amount),
+        });
+    }
+    Ok(())
+}
+
+/// The account can take `delta` without leaving ±[`BALANCE_MINOR_MAX`].
+fn check_room(account: &Account, delta: i64) -> Result<(), Refusal> {
+    let after = account.balance + delta;
+    if !(-BALANCE_MINOR_MAX..=BALANCE_MINOR_MAX).contains(&after) {
+        return Err(Refusal::BalanceLimit(account.id.to_string()));
+    }
+    Ok(())
+}
+
+fn two_postings(payer: &AccountId, payee: &AccountId, amount: i64) -> Vec<Posting> {
+    vec![
+        Posting { account: payer.clone(), amount_minor: -amount },
+        Posting { account: payee.clone(), amount_minor: amount },
+    ]
+}
+
+fn assert_account_invariants(account: &Account) {
+    assert!(account.held >= 0, "holds are never negative: {account:?}");
+    match account.floor {
+        Some(floor) => assert!(account.available() >= floor.minor(), "no member below its floor: {account:?}"),
+        None => assert!(!account.id.is_member(), "every member has a floor: {account:?}"),
+    }
+    if account.id.is_operator() {
+        assert_eq!(account.balance, 0, "the operator holds no money");
+    }
+}
+
+fn decode_key(text: &str) -> Option<[u8; 32]> {
+    protocol::base64_decode(text)?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+    use crate::core::protocol::{BodyWire, open_envelope, sign_body};
+
+    const LEDGER: &str = "covoit/test";
+    const NOT_AFTER: &str = "2030-01-01T00:00:00Z";
+
+    struct World {
+        state: State,
+        operator: SigningKey,
+        now: Timestamp,
+    }
+
+    fn world(approval_required: bool) -> World {
+        let operator = SigningKey::from_bytes(&[9; 32]);
+        let genesis = Genesis {
+            ledger: LEDGER.into(),
+            currency: Currency::default(),
+            ledger_key: protocol::base64_encode(SigningKey::from_bytes(&[8; 32]).verifying_key().as_bytes()),
+            operator_key: protocol::base64_encode(operator.verifying_key().as_bytes()),
+            policy: Policy { approval_required, ..Policy::default() },
+        };
+        let now = Timestamp::parse("2026-11-25T10:00:00Z").unwrap();
+        World { state: State::from_genesis(&genesis, now).unwrap(), operator, now }
+    }
+
+    fn member_key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn member_id(seed: u8) -> String {
+        format!("00000000-0000-4000-8000-0000000000{seed:02x}")
+    }
+
+    impl World {
+        fn run(&mut self, key: &SigningKey, body: BodyWire) -> Result<Outcome, Refusal> {
+            let envelope = sign_body(key, &body);
+            let command = open_envelope(&serde_json::to_vec(&envelope).unwrap()).expect("a valid envelope");
+            let before = self.state.clone();
+            let result = apply(&mut self.state, &command, self.now);
+            if result.is_err() {
+                assert_eq!(self.state, before, "a refusal changes nothing");
+            }
+            self.state.assert_invariants();
+            result
+        }
+
+        fn next_seq(&self, account: &str) -> String {
+            self.state.account(&AccountId::parse(account).unwrap()).map_or(0, |a| a.next_seq.value()).to_string()
+        }
+
+        fn register(&mut self, seed: u8) -> Result<Outcome, Refusal> {
+            let body = BodyWire::Register {
+                ledger: LEDGER.into(),
+                account: member_id(seed),
+                seq: "0".into(),
+                not_after: NOT_AFTER.into(),
+                name: format!("Member {seed}"),
+            };
+            self.run(&member_key(seed), body)
+        }
+
+        fn desk(&mut self, make: impl FnOnce(String) -> BodyWire) -> Result<Outcome, Refusal> {
+            let body = make(self.next_seq("operator"));
+            let operator = self.operator.clone();
+            self.run(&operator, body)
+        }
+
+        fn approve(&mut self, seed: u8) -> Result<Outcome, Refusal> {
+            self.desk(|seq| BodyWire::Approve {
+                ledger: LEDGER.into(),
+                account: "operator".into(),
+                seq,
+                not_after: NOT_AFTER.into(),
+                target: member_id(seed),
+            })
+        }
+
+        fn issue(&mut self, seed: u8, amount: &str) -> Result<Outcome, Refusal> {
+            self.desk(|seq| BodyWire::Issue {
+                ledger: LEDGER.into(),
+                account: "operator".into(),
+                seq,
+                not_after: NOT_AFTER.into(),
+                to: member_id(seed),
+                amount: amount.into(),
+                memo: None,
+            })
+        }
+
+        fn credit(&mut self, seed: u8, floor: &str) -> Result<Outcome, Refusal> {
+            self.desk(|seq| BodyWire::CreditSet {
+                ledger: LEDGER.into(),
+                account: "operator".into(),
+                seq,
+                not_after: NOT_AFTER.into(),
+                target: member_id(seed),
+                floor: floor.into(),
+            })
+        }
+
+        fn transfer(&mut self, from: u8, to: &str, amount: &str) -> Result<Outcome, Refusal> {
+            let body = BodyWire::Transfer {
+                ledger: LEDGER.into(),
+                account: member_id(from),
+                seq: self.next_seq(&member_id(from)),
+                not_after: NOT_AFTER.into(),
+                to: to.into(),
+                amount: amount.into(),
+                memo: Some("boulangerie".into()),
+            };
+            self.run(&member_key(from), body)
+        }
+
+        fn redeem(&mut self, from: u8, amount: &str) -> Result<Outcome, Refusal> {
+            let body = BodyWire::Redeem {
+                ledger: LEDGER.into(),
+                account: member_id(from),
+                seq: self.next_seq(&member_id(from)),
+                not_after: NOT_AFTER.into(),
+                amount: amount.into(),
+                memo: None,
+            };
+            self.run(&member_key(from), body)
+        }
+
+        fn balance(&self, account: &str) -> i64 {
+            self.state.account(&AccountId::parse(account).unwrap()).unwrap().balance
+        }
+    }
+
+    fn code(result: Result<Outcome, Refusal>) -> &'static str {
+        result.map_or_else(|refusal| refusal.code(), |_| "ok")
+    }
+
+    #[test]
+    fn issue_transfer_redeem() {
+        let mut world = world(true);
+        assert_eq!(code(world.register(1)), "ok");
+        assert_eq!(code(world.register(2)), "ok");
+        assert_eq!(code(world.approve(1)), "ok");
+        assert_eq!(code(world.approve(2)), "ok");
+        let outcome = world.issue(1, "20.00").unwrap();
+        assert_eq!(outcome.postings[0], Posting { account: AccountId::reserve(), amount_minor: -2000 });
+        assert_eq!(code(world.transfer(1, &member_id(2), "3.50")), "ok");
+        assert_eq!(code(world.redeem(2, "1.50")), "ok");
+        assert_eq!(world.balance(&member_id(1)), 1650);
+        assert_eq!(world.balance(&member_id(2)), 200);
+        assert_eq!(world.balance("reserve"), -1850);
+        assert_eq!(world.state.circulation(), 1850);
+        assert_eq!(world.state.size(), 8);
+    }
+
+    #[test]
+    fn refusals() {
+        let mut world = world(true);
+        world.register(1).unwrap();
+        world.register(2).unwrap();
+        assert_eq!(code(world.register(1)), "account_exists");
+        assert_eq!(code(world.transfer(1, &member_id(2), "1.00")), "account_pending");
+        assert_eq!(code(world.issue(1, "5.00")), "ok", "a pending account can receive money");
+        world.approve(1).unwrap();
+        assert_eq!(code(world.approve(1)), "already_approved");
+        assert_eq!(code(world.transfer(1, &member_id(2), "5.01")), "insufficient_funds");
+        assert_eq!(code(world.transfer(1, &member_id(1), "1.00")), "self_transfer");
+        assert_eq!(code(world.transfer(1, "reserve", "1.00")), "not_a_member");
+        assert_eq!(code(world.transfer(1, "operator", "1.00")), "not_a_member");
+        assert_eq!(code(world.transfer(1, &member_id(7), "1.00")), "unknown_account");
+        assert_eq!(code(world.issue(7, "1.00")), "unknown_account");
+        assert_eq!(code(world.approve(7)), "unknown_account");
+        // A member trying the desk's commands.
+        let body = BodyWire::Issue {
+            ledger: LEDGER.into(),
+            account: member_id(1),
+            seq: world.next_seq(&member_id(1)),
+            not_after: NOT_AFTER.into(),
+            to: member_id(1),
+            amount: "100.00".into(),
+            memo: None,
+        };
+        assert_eq!(code(world.run(&member_key(1), body)), "not_permitted");
+        // The operator trying to pay.
+        let body = BodyWire::Transfer {
+            ledger: LEDGER.into(),
+            account: "operator".into(),
+            seq: world.next_seq("operator"),
+            not_after: NOT_AFTER.into(),
+            to: member_id(1),
+            amount: "1.00".into(),
+            memo: None,
+        };
+        let operator = world.operator.clone();
+        assert_eq!(code(world.run(&operator, body)), "not_permitted");
+    }
+
+    #[test]
+    fn keys_seqs_ledgers_and_time() {
+        let mut world = world(false);
+        world.register(1).unwrap();
+        world.register(2).unwrap();
+        world.issue(1, "10.00").unwrap();
+        let transfer = |seq: &str, ledger: &str, not_after: &str| BodyWire::Transfer {
+            ledger: ledger.into(),
+            account: member_id(1),
+            seq: seq.into(),
+            not_after: not_after.into(),
+            to: member_id(2),
+            amount: "1.00".into(),
+            memo: None,
+        };
+        assert_eq!(code(world.run(&member_key(2), transfer("1", LEDGER, NOT_AFTER))), "wrong_key");
+        assert_eq!(code(world.run(&member_key(1), transfer("0", LEDGER, NOT_AFTER))), "seq_reused");
+        assert_eq!(code(world.run(&member_key(1), transfer("2", LEDGER, NOT_AFTER))), "seq_gap");
+        assert_eq!(code(world.run(&member_key(1), transfer("1", "covoit/other", NOT_AFTER))), "wrong_ledger");
+        let past = "2026-11-25T09:59:59Z";
+        assert_eq!(code(world.run(&member_key(1), transfer("1", LEDGER, past))), "expired");
+        let now = "2026-11-25T10:00:00Z";
+        assert_eq!(code(world.run(&member_key(1), transfer("1", LEDGER, now))), "ok", "not_after is inclusive");
+        // The same key cannot open a second account, nor can the operator's.
+        let register = |account: String| BodyWire::Register {
+            ledger: LEDGER.into(),
+            account,
+            seq: "0".into(),
+            not_after: NOT_AFTER.into(),
+            name: "Twice".into(),
+        };
+        assert_eq!(code(world.run(&member_key(1), register(member_id(9)))), "key_in_use");
+        let operator = world.operator.clone();
+        assert_eq!(code(world.run(&operator, register(member_id(9)))), "key_in_use");
+        let mut late = register(member_id(9));
+        if let BodyWire::Register { seq, .. } = &mut late {
+            *seq = "1".into();
+        }
+        assert_eq!(code(world.run(&member_key(9), late)), "seq_gap");
+    }
+
+    #[test]
+    fn floors_and_credit_lines() {
+        let mut world = world(false);
+        world.register(1).unwrap();
+        world.register(2).unwrap();
+        assert_eq!(code(world.credit(1, "-20.00")), "ok");
+        assert_eq!(code(world.transfer(1, &member_id(2), "20.00")), "ok", "down to the floor");
+        assert_eq!(world.balance(&member_id(1)), -2000);
+        assert_eq!(code(world.transfer(1, &member_id(2), "0.01")), "insufficient_funds");
+        assert_eq!(code(world.credit(1, "-19.99")), "floor_above_balance");
+        assert_eq!(code(world.credit(1, "0")), "floor_above_balance");
+        // Money created by a credit line is spent in the village; the desk only pays
+        // out the euros it received.
+        assert_eq!(code(world.redeem(2, "20.00")), "reserve_exhausted");
+        world.issue(1, "25.00").unwrap();
+        assert_eq!(code(world.redeem(2, "20.00")), "ok", "received money can be redeemed");
+        // A credit line is never cashed at the desk.
+        assert_eq!(code(world.redeem(1, "5.01")), "insufficient_funds");
+        assert_eq!(code(world.redeem(1, "5.00")), "ok");
+        assert_eq!(world.state.circulation(), 0);
+    }
+
+    #[test]
+    fn the_balance_limit_holds() {
+        let mut world = world(false);
+        world.register(1).unwrap();
+        for _ in 0..(BALANCE_MINOR_MAX / 100_000_000) {
+            world.issue(1, "1000000.00").unwrap();
+        }
+        assert_eq!(code(world.issue(1, "0.01")), "balance_limit");
+    }
+}

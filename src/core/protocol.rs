@@ -1,0 +1,601 @@
+//! The wire protocol of commands: envelope, signed message, body, verification.
+//!
+//! A command travels as `{"body", "key", "sig"}`, three standard base64 strings. The
+//! signature covers `covoit/command/v1\n` followed by the body bytes, and the body is
+//! a JSON object in RFC 8785 canonical form. [`open_envelope`] turns untrusted bytes
+//! into a [`VerifiedCommand`] or says precisely why not; it needs no state, so the
+//! HTTP handlers run it on any core before the single writer sees the command.
+//! Whether the key is the account's, the seq the next one and the ledger ours is
+//! the state machine's business (`core::ledger`).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::core::canonical::{self, JsonError};
+use crate::core::ids::{AccountId, IdError, Seq, Text};
+use crate::core::money::{Amount, Floor, MoneyError};
+use crate::core::time::{TimeError, Timestamp};
+
+/// What every signed message starts with, so a covoit signature means nothing elsewhere.
+pub const MESSAGE_PREFIX: &[u8] = b"covoit/command/v1\n";
+/// Largest body, in bytes once decoded from base64.
+pub const BODY_BYTES_MAX: usize = 8 * 1024;
+/// Largest envelope, in bytes: the body in base64 plus the key, signature and keys.
+pub const ENVELOPE_BYTES_MAX: usize = BODY_BYTES_MAX * 4 / 3 + 512;
+
+/// The envelope as posted to `POST /v1/commands` and as stored in a leaf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    pub body: String,
+    pub key: String,
+    pub sig: String,
+}
+
+/// A body as it is written on the wire: every field a string except small counts.
+/// Built by clients with serde, read back by [`open_envelope`] after the canonical
+/// check; converted by hand into [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum BodyWire {
+    #[serde(rename = "account.register")]
+    Register { ledger: String, account: String, seq: String, not_after: String, name: String },
+    #[serde(rename = "account.approve")]
+    Approve { ledger: String, account: String, seq: String, not_after: String, target: String },
+    #[serde(rename = "credit.set")]
+    CreditSet { ledger: String, account: String, seq: String, not_after: String, target: String, floor: String },
+    #[serde(rename = "issue")]
+    Issue {
+        ledger: String,
+        account: String,
+        seq: String,
+        not_after: String,
+        to: String,
+        amount: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memo: Option<String>,
+    },
+    #[serde(rename = "transfer")]
+    Transfer {
+        ledger: String,
+        account: String,
+        seq: String,
+        not_after: String,
+        to: String,
+        amount: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memo: Option<String>,
+    },
+    #[serde(rename = "redeem")]
+    Redeem {
+        ledger: String,
+        account: String,
+        seq: String,
+        not_after: String,
+        amount: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memo: Option<String>,
+    },
+}
+
+/// What a command asks for, with every field parsed into its domain type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Register { name: Text },
+    Approve { target: AccountId },
+    CreditSet { target: AccountId, floor: Floor },
+    Issue { to: AccountId, amount: Amount, memo: Option<Text> },
+    Transfer { to: AccountId, amount: Amount, memo: Option<Text> },
+    Redeem { amount: Amount, memo: Option<Text> },
+}
+
+impl Command {
+    /// The wire name of the command, as in the body's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::Register { .. } => "account.register",
+            Command::Approve { .. } => "account.approve",
+            Command::CreditSet { .. } => "credit.set",
+            Command::Issue { .. } => "issue",
+            Command::Transfer { .. } => "transfer",
+            Command::Redeem { .. } => "redeem",
+        }
+    }
+
+    pub fn memo(&self) -> Option<&Text> {
+        match self {
+            Command::Issue { memo, .. } | Command::Transfer { memo, .. } | Command::Redeem { memo, .. } => {
+                memo.as_ref()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The fields every body has, and its command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    pub ledger: String,
+    pub account: AccountId,
+    pub seq: Seq,
+    pub not_after: Timestamp,
+    pub command: Command,
+}
+
+/// A command whose envelope, canonical body and signature have been checked against
+/// the envelope's own key. Only [`open_envelope`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedCommand {
+    envelope: Envelope,
+    body_bytes: Vec<u8>,
+    key: [u8; 32],
+    tx: [u8; 32],
+    body: Body,
+}
+
+impl VerifiedCommand {
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    pub fn body_bytes(&self) -> &[u8] {
+        &self.body_bytes
+    }
+
+    /// The public key that signed the body.
+    pub fn key(&self) -> &[u8; 32] {
+        &self.key
+    }
+
+    /// SHA-256 of the body bytes: the command's transaction id.
+    pub fn tx(&self) -> &[u8; 32] {
+        &self.tx
+    }
+
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+}
+
+/// Why an envelope is refused before any state is looked at.
+/// The HTTP layer maps each variant to a status; [`ProtocolError::code`] is its code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// 400 `malformed_json`.
+    #[error("the {part} is not valid JSON: {detail}")]
+    MalformedJson { part: &'static str, detail: String },
+    /// 400 `duplicate_key`.
+    #[error("in the {part}, the key \"{key}\" appears twice; signed JSON must have one reading")]
+    DuplicateKey { part: &'static str, key: String },
+    /// 400 `unknown_field`.
+    #[error("the {part} has a field that is not part of the protocol: {detail}")]
+    UnknownField { part: &'static str, detail: String },
+    /// 400 `invalid_envelope`: a field missing or of the wrong JSON type.
+    #[error("the envelope must be {{\"body\", \"key\", \"sig\"}}, three base64 strings: {0}")]
+    InvalidEnvelope(String),
+    /// 400 `malformed_base64`.
+    #[error("the envelope's \"{0}\" is not standard base64 with padding")]
+    MalformedBase64(&'static str),
+    /// 400 `invalid_key`: not 32 bytes, or not a point of the curve.
+    #[error("the envelope's \"key\" is not an Ed25519 public key (32 bytes encoding a curve point)")]
+    InvalidKey,
+    /// 400 `invalid_signature`: not 64 bytes.
+    #[error("the envelope's \"sig\" is not an Ed25519 signature (64 bytes)")]
+    InvalidSignature,
+    /// 413 `body_too_large`.
+    #[error("the body is {0} bytes; the limit is {BODY_BYTES_MAX}")]
+    BodyTooLarge(usize),
+    /// 400 `float_number`.
+    #[error("{0}")]
+    FloatNumber(JsonError),
+    /// 400 `not_canonical`.
+    #[error("{0}")]
+    NotCanonical(JsonError),
+    /// 400 `unknown_type`.
+    #[error("the body's type is not a command this ledger knows: {0}")]
+    UnknownType(String),
+    /// 400 `invalid_field`: a field missing, of the wrong JSON type, or badly written.
+    #[error("{0}")]
+    InvalidField(String),
+    /// 400 `invalid_amount`.
+    #[error("{0}")]
+    InvalidAmount(MoneyError),
+    /// 401 `weak_key`: a key of small order, which could sign for everyone.
+    #[error("the key is a weak (small-order) Ed25519 key and is refused")]
+    WeakKey,
+    /// 401 `bad_signature`.
+    #[error("the signature does not verify for this body and key (verify_strict over \"covoit/command/v1\\n\" + body)")]
+    BadSignature,
+}
+
+impl ProtocolError {
+    /// The stable snake_case code of this refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProtocolError::MalformedJson { .. } => "malformed_json",
+            ProtocolError::DuplicateKey { .. } => "duplicate_key",
+            ProtocolError::UnknownField { .. } => "unknown_field",
+            ProtocolError::InvalidEnvelope(_) => "invalid_envelope",
+            ProtocolError::MalformedBase64(_) => "malformed_base64",
+            ProtocolError::InvalidKey => "invalid_key",
+            ProtocolError::InvalidSignature => "invalid_signature",
+            ProtocolError::BodyTooLarge(_) => "body_too_large",
+            ProtocolError::FloatNumber(_) => "float_number",
+            ProtocolError::NotCanonical(_) => "not_canonical",
+            ProtocolError::UnknownType(_) => "unknown_type",
+            ProtocolError::InvalidField(_) => "invalid_field",
+            ProtocolError::InvalidAmount(_) => "invalid_amount",
+            ProtocolError::WeakKey => "weak_key",
+            ProtocolError::BadSignature => "bad_signature",
+        }
+    }
+}
+
+/// Checks an envelope from untrusted bytes, down to the signature.
+pub fn open_envelope(bytes: &[u8]) -> Result<VerifiedCommand, ProtocolError> {
+    let envelope = parse_envelope(bytes)?;
+    verify_envelope(envelope)
+}
+
+/// Checks an already parsed envelope (as read from a leaf), down to the signature.
+pub fn verify_envelope(envelope: Envelope) -> Result<VerifiedCommand, ProtocolError> {
+    let key_bytes = decode_base64("key", &envelope.key)?;
+    let sig_bytes = decode_base64("sig", &envelope.sig)?;
+    let body_bytes = decode_base64("body", &envelope.body)?;
+    let key: [u8; 32] = key_bytes.try_into().map_err(|_| ProtocolError::InvalidKey)?;
+    let sig: [u8; 64] = sig_bytes.try_into().map_err(|_| ProtocolError::InvalidSignature)?;
+    if body_bytes.len() > BODY_BYTES_MAX {
+        return Err(ProtocolError::BodyTooLarge(body_bytes.len()));
+    }
+    let body = parse_body(&body_bytes)?;
+    verify_signature(&key, &sig, &body_bytes)?;
+    let tx: [u8; 32] = Sha256::digest(&body_bytes).into();
+    Ok(VerifiedCommand { envelope, body_bytes, key, tx, body })
+}
+
+/// The message an Ed25519 signature covers: the prefix, then the body bytes.
+pub fn signed_message(body_bytes: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(MESSAGE_PREFIX.len() + body_bytes.len());
+    message.extend_from_slice(MESSAGE_PREFIX);
+    message.extend_from_slice(body_bytes);
+    message
+}
+
+/// `verify_strict`, after refusing keys that are not points or are of small order.
+pub fn verify_signature(key: &[u8; 32], sig: &[u8; 64], body_bytes: &[u8]) -> Result<(), ProtocolError> {
+    let verifying_key = VerifyingKey::from_bytes(key).map_err(|_| ProtocolError::InvalidKey)?;
+    if verifying_key.is_weak() {
+        return Err(ProtocolError::WeakKey);
+    }
+    let signature = Signature::from_bytes(sig);
+    verifying_key.verify_strict(&signed_message(body_bytes), &signature).map_err(|_| ProtocolError::BadSignature)
+}
+
+/// Serialises a body in canonical form and signs it: what every client does.
+pub fn sign_body(signing_key: &SigningKey, body: &BodyWire) -> Envelope {
+    let body_bytes = canonical::to_canonical_vec(body);
+    let signature = signing_key.sign(&signed_message(&body_bytes));
+    Envelope {
+        body: BASE64.encode(&body_bytes),
+        key: BASE64.encode(signing_key.verifying_key().as_bytes()),
+        sig: BASE64.encode(signature.to_bytes()),
+    }
+}
+
+pub fn base64_encode(bytes: &[u8]) -> String {
+    BASE64.encode(bytes)
+}
+
+/// Decodes standard base64 with padding; refuses any other spelling of the bytes.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    BASE64.decode(text).ok()
+}
+
+fn decode_base64(field: &'static str, text: &str) -> Result<Vec<u8>, ProtocolError> {
+    base64_decode(text).ok_or(ProtocolError::MalformedBase64(field))
+}
+
+fn parse_envelope(bytes: &[u8]) -> Result<Envelope, ProtocolError> {
+    let value = canonical::parse_strict(bytes).map_err(|error| json_error("envelope", error))?;
+    serde_json::from_value::<Envelope>(value).map_err(|error| {
+        let detail = error.to_string();
+        if detail.starts_with("unknown field") {
+            ProtocolError::UnknownField { part: "envelope", detail }
+        } else {
+            ProtocolError::InvalidEnvelope(detail)
+        }
+    })
+}
+
+fn json_error(part: &'static str, error: JsonError) -> ProtocolError {
+    match error {
+        JsonError::DuplicateKey(key) => ProtocolError::DuplicateKey { part, key },
+        JsonError::FloatNumber(_) => ProtocolError::FloatNumber(error),
+        JsonError::NotCanonical => ProtocolError::NotCanonical(error),
+        JsonError::Malformed(_) | JsonError::TooDeep => {
+            ProtocolError::MalformedJson { part, detail: error.to_string() }
+        }
+    }
+}
+
+/// Parses body bytes: canonical JSON, then the wire struct, then the domain types.
+pub fn parse_body(body_bytes: &[u8]) -> Result<Body, ProtocolError> {
+    let value = canonical::check_canonical(body_bytes).map_err(|error| json_error("body", error))?;
+    if !value.is_object() {
+        return Err(ProtocolError::InvalidField("the body must be a JSON object".into()));
+    }
+    let wire = serde_json::from_value::<BodyWire>(value).map_err(classify_body_error)?;
+    body_from_wire(wire)
+}
+
+/// Sorts serde's message about a body into our codes; the unit tests pin each form.
+fn classify_body_error(error: serde_json::Error) -> ProtocolError {
+    let detail = error.to_string();
+    if detail.starts_with("unknown field") {
+        ProtocolError::UnknownField { part: "body", detail }
+    } else if detail.starts_with("unknown variant") {
+        ProtocolError::UnknownType(detail)
+    } else if detail.starts_with("missing field `type`") {
+        ProtocolError::InvalidField("the body has no \"type\"".into())
+    } else {
+        ProtocolError::InvalidField(format!("the body's fields are not right: {detail}"))
+    }
+}
+
+struct Common {
+    ledger: String,
+    account: String,
+    seq: String,
+    not_after: String,
+}
+
+fn body_from_wire(wire: BodyWire) -> Result<Body, ProtocolError> {
+    let (common, command) = match wire {
+        BodyWire::Register { ledger, account, seq, not_after, name } => {
+            let command = Command::Register { name: text("name", &name)? };
+            let account = AccountId::parse_member(&account).map_err(field_error)?;
+            let common = Common { ledger, account: account.to_string(), seq, not_after };
+            (common, command)
+        }
+        BodyWire::Approve { ledger, account, seq, not_after, target } => {
+            (Common { ledger, account, seq, not_after }, Command::Approve { target: account_id(&target)? })
+        }
+        BodyWire::CreditSet { ledger, account, seq, not_after, target, floor } => {
+            let floor = Floor::parse(&floor).map_err(ProtocolError::InvalidAmount)?;
+            (Common { ledger, account, seq, not_after }, Command::CreditSet { target: account_id(&target)?, floor })
+        }
+        BodyWire::Issue { ledger, account, seq, not_after, to, amount, memo } => {
+            let command = Command::Issue { to: account_id(&to)?, amount: amount_of(&amount)?, memo: memo_of(memo)? };
+            (Common { ledger, account, seq, not_after }, command)
+        }
+        BodyWire::Transfer { ledger, account, seq, not_after, to, amount, memo } => {
+            let command = Command::Transfer { to: account_id(&to)?, amount: amount_of(&amount)?, memo: memo_of(memo)? };
+            (Common { ledger, account, seq, not_after }, command)
+        }
+        BodyWire::Redeem { ledger, account, seq, not_after, amount, memo } => {
+            let command = Command::Redeem { amount: amount_of(&amount)?, memo: memo_of(memo)? };
+            (Common { ledger, account, seq, not_after }, command)
+        }
+    };
+    Ok(Body {
+        ledger: common.ledger,
+        account: account_id(&common.account)?,
+        seq: Seq::parse(&common.seq).map_err(field_error)?,
+        not_after: Timestamp::parse(&common.not_after).map_err(time_error)?,
+        command,
+    })
+}
+
+fn field_error(error: IdError) -> ProtocolError {
+    ProtocolError::InvalidField(error.to_string())
+}
+
+fn time_error(error: TimeError) -> ProtocolError {
+    ProtocolError::InvalidField(format!("not_after: {error}"))
+}
+
+fn account_id(text: &str) -> Result<AccountId, ProtocolError> {
+    AccountId::parse(text).map_err(field_error)
+}
+
+fn amount_of(text: &str) -> Result<Amount, ProtocolError> {
+    Amount::parse(text).map_err(ProtocolError::InvalidAmount)
+}
+
+fn text(field: &'static str, value: &str) -> Result<Text, ProtocolError> {
+    Text::parse(field, value).map_err(field_error)
+}
+
+fn memo_of(memo: Option<String>) -> Result<Option<Text>, ProtocolError> {
+    memo.map(|memo| text("memo", &memo)).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn transfer(amount: &str) -> BodyWire {
+        BodyWire::Transfer {
+            ledger: "covoit/test".into(),
+            account: "0f8e2a5c-3b1d-4c6e-9a7f-2d4b6c8e0a1b".into(),
+            seq: "3".into(),
+            not_after: "2030-01-01T00:00:00Z".into(),
+            to: "1a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d".into(),
+            amount: amount.into(),
+            memo: Some("pain".into()),
+        }
+    }
+
+    fn envelope_bytes(envelope: &Envelope) -> Vec<u8> {
+        serde_json::to_vec(envelope).unwrap()
+    }
+
+    /// Signs arbitrary body bytes, canonical or not, as a hostile client could.
+    fn sign_raw(signing_key: &SigningKey, body_bytes: &[u8]) -> Vec<u8> {
+        let signature = signing_key.sign(&signed_message(body_bytes));
+        envelope_bytes(&Envelope {
+            body: BASE64.encode(body_bytes),
+            key: BASE64.encode(signing_key.verifying_key().as_bytes()),
+            sig: BASE64.encode(signature.to_bytes()),
+        })
+    }
+
+    fn code_of(bytes: &[u8]) -> &'static str {
+        match open_envelope(bytes) {
+            Ok(_) => "ok",
+            Err(error) => error.code(),
+        }
+    }
+
+    #[test]
+    fn a_signed_body_round_trips() {
+        let envelope = sign_body(&key(1), &transfer("12.30"));
+        let verified = open_envelope(&envelope_bytes(&envelope)).unwrap();
+        assert_eq!(verified.body().seq, Seq::new(3));
+        assert_eq!(verified.key(), key(1).verifying_key().as_bytes());
+        assert_eq!(verified.envelope(), &envelope);
+        let Command::Transfer { amount, memo, .. } = &verified.body().command else { panic!("a transfer") };
+        assert_eq!(amount.minor(), 1230);
+        assert_eq!(memo.as_ref().unwrap().as_str(), "pain");
+        let expected_tx: [u8; 32] = Sha256::digest(verified.body_bytes()).into();
+        assert_eq!(verified.tx(), &expected_tx);
+    }
+
+    #[test]
+    fn refusals_have_their_codes() {
+        let good = sign_body(&key(1), &transfer("1.00"));
+        let check =
+            |bytes: &[u8], expected: &str| assert_eq!(code_of(bytes), expected, "{}", String::from_utf8_lossy(bytes));
+
+        check(&envelope_bytes(&good), "ok");
+        check(b"{", "malformed_json");
+        check(b"[]", "invalid_envelope");
+        check(br#"{"body":"AA==","key":"AA=="}"#, "invalid_envelope");
+        let extra = format!(r#"{{"body":"{}","key":"{}","sig":"{}","x":"1"}}"#, good.body, good.key, good.sig);
+        check(extra.as_bytes(), "unknown_field");
+        let twice =
+            format!(r#"{{"body":"{}","body":"{}","key":"{}","sig":"{}"}}"#, good.body, good.body, good.key, good.sig);
+        check(twice.as_bytes(), "duplicate_key");
+        let bad_base64 = Envelope { body: "not base64!".into(), ..good.clone() };
+        check(&envelope_bytes(&bad_base64), "malformed_base64");
+        let unpadded = Envelope { key: good.key.trim_end_matches('=').into(), ..good.clone() };
+        check(&envelope_bytes(&unpadded), "malformed_base64");
+        let short_key = Envelope { key: BASE64.encode([1u8; 31]), ..good.clone() };
+        check(&envelope_bytes(&short_key), "invalid_key");
+        let short_sig = Envelope { sig: BASE64.encode([1u8; 63]), ..good.clone() };
+        check(&envelope_bytes(&short_sig), "invalid_signature");
+        let other_key = Envelope { key: BASE64.encode(key(2).verifying_key().as_bytes()), ..good.clone() };
+        check(&envelope_bytes(&other_key), "bad_signature");
+        let mut flipped = BASE64.decode(&good.sig).unwrap();
+        flipped[10] ^= 1;
+        check(&envelope_bytes(&Envelope { sig: BASE64.encode(&flipped), ..good.clone() }), "bad_signature");
+        check(&sign_raw(&key(1), &vec![b' '; BODY_BYTES_MAX + 1]), "body_too_large");
+    }
+
+    #[test]
+    fn body_refusals_have_their_codes() {
+        let check =
+            |body: &str, expected: &str| assert_eq!(code_of(&sign_raw(&key(1), body.as_bytes())), expected, "{body}");
+        let canonical = String::from_utf8(canonical::to_canonical_vec(&transfer("1.00"))).unwrap();
+        check(&canonical, "ok");
+        check(&canonical.replace(r#""amount":"1.00""#, r#""amount": "1.00""#), "not_canonical");
+        check(&canonical.replace(r#""amount":"1.00""#, r#""amount":1.5"#), "float_number");
+        check(&canonical.replace(r#""amount":"1.00""#, r#""amount":100"#), "invalid_field");
+        check(&canonical.replace(r#""amount":"1.00""#, r#""amount":"1.001""#), "invalid_amount");
+        check(&canonical.replace(r#""amount":"1.00""#, r#""amount":"-1.00""#), "invalid_amount");
+        check(&canonical.replace(r#""amount":"1.00""#, r#""amount":"1.00","amount":"2.00""#), "duplicate_key");
+        check(&canonical.replace(r#""seq":"3""#, r#""seq":"3","surprise":"1""#), "unknown_field");
+        check(&canonical.replace(r#""seq":"3""#, r#""seq":"03""#), "invalid_field");
+        check(&canonical.replace(r#""seq":"3""#, r#""seq":3"#), "invalid_field");
+        check(&canonical.replace(r#""not_after":"2030-01-01T00:00:00Z""#, r#""not_after":"soon""#), "invalid_field");
+        check(&canonical.replace(r#""type":"transfer""#, r#""type":"steal""#), "unknown_type");
+        check(&canonical.replace(r#","type":"transfer""#, ""), "invalid_field");
+        check(&canonical.replace(r#""memo":"pain","#, ""), "ok");
+        check(&canonical.replace(r#""memo":"pain""#, r#""memo":"""#), "invalid_field");
+        check(r#"["transfer"]"#, "invalid_field");
+        check("{", "malformed_json");
+    }
+
+    #[test]
+    fn registration_needs_a_member_uuid() {
+        let register = |account: &str| BodyWire::Register {
+            ledger: "covoit/test".into(),
+            account: account.into(),
+            seq: "0".into(),
+            not_after: "2030-01-01T00:00:00Z".into(),
+            name: "Élise".into(),
+        };
+        let envelope = sign_body(&key(1), &register("0f8e2a5c-3b1d-4c6e-9a7f-2d4b6c8e0a1b"));
+        assert!(open_envelope(&envelope_bytes(&envelope)).is_ok());
+        for account in ["operator", "reserve"] {
+            let envelope = sign_body(&key(1), &register(account));
+            assert_eq!(open_envelope(&envelope_bytes(&envelope)).unwrap_err().code(), "invalid_field");
+        }
+    }
+
+    #[test]
+    fn weak_keys_are_refused() {
+        // The identity point (0, 1): small order, and a valid curve point encoding.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(verify_signature(&identity, &[0u8; 64], b"{}"), Err(ProtocolError::WeakKey));
+    }
+
+    /// RFC 8032 section 7.1: the published Ed25519 test vectors, signed and verified.
+    #[test]
+    fn rfc8032_vectors() {
+        let vectors = include_str!("../../tests/data/rfc8032_ed25519.txt");
+        let hex = |text: &str| -> Vec<u8> {
+            if text == "-" {
+                return Vec::new();
+            }
+            (0..text.len()).step_by(2).map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap()).collect()
+        };
+        let mut count = 0;
+        for line in vectors.lines().filter(|line| !line.trim().is_empty()) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (secret, public, message, signature) = (hex(fields[0]), hex(fields[1]), hex(fields[2]), hex(fields[3]));
+            let signing_key = SigningKey::from_bytes(&secret.try_into().unwrap());
+            assert_eq!(signing_key.verifying_key().as_bytes().as_slice(), public.as_slice());
+            assert_eq!(signing_key.sign(&message).to_bytes().as_slice(), signature.as_slice());
+            let verifying_key = VerifyingKey::from_bytes(&public.try_into().unwrap()).unwrap();
+            let signature = Signature::from_bytes(&signature.try_into().unwrap());
+            assert!(verifying_key.verify_strict(&message, &signature).is_ok());
+            count += 1;
+        }
+        assert_eq!(count, 5);
+    }
+
+    /// Wycheproof's Ed25519 verification vectors: our check accepts exactly the valid ones.
+    #[test]
+    fn wycheproof_vectors() {
+        use wycheproof::TestResult;
+        let test_set = wycheproof::eddsa::TestSet::load(wycheproof::eddsa::TestName::Ed25519).unwrap();
+        let mut count = 0;
+        for group in test_set.test_groups {
+            let key: [u8; 32] = group.key.pk.as_ref().try_into().unwrap();
+            for test in group.tests {
+                let verified = match <[u8; 64]>::try_from(test.sig.as_ref()) {
+                    Ok(sig) => VerifyingKey::from_bytes(&key)
+                        .map(|verifying_key| {
+                            !verifying_key.is_weak()
+                                && verifying_key.verify_strict(&test.msg, &Signature::from_bytes(&sig)).is_ok()
+                        })
+                        .unwrap_or(false),
+                    Err(_) => false,
+                };
+                let expected = test.result == TestResult::Valid;
+                assert_eq!(verified, expected, "wycheproof test {} ({})", test.tc_id, test.comment);
+                count += 1;
+            }
+        }
+        assert!(count > 100, "{count} wycheproof cases ran");
+    }
+}
