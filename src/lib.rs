@@ -1,2 +1,71 @@
-//! covoit: proximity carpooling paid in a local currency, on a signed ledger.
+//! covoit: proximity carpooling paid in a local currency, on a signed double-entry
+//! ledger that anyone can audit.
+//!
+//! # Bird's-eye view
+//!
+//! Every change of state is a *command*: a canonical JSON body signed with Ed25519 by
+//! the account that issues it. The service checks each command, and each one it
+//! accepts becomes a *leaf* of an append-only log, together with the *postings* (the
+//! money moved) that the state machine computed for it. The log is the truth: balances,
+//! holds and accounts are state derived from it by one pure function,
+//! `core::ledger::apply`, which the service runs to decide and an auditor runs to
+//! replay.
+//!
+//! A command's way through the service:
+//!
+//! ```text
+//! POST /v1/commands -> http: read body (limit, timeout)
+//!                   -> core::protocol::open_envelope: JSON, base64, canonical body, verify_strict
+//!                   -> store::writer (one thread, group commit):
+//!                        core::ledger::apply -> core::leaf::encode -> SQLite (one fsync per batch)
+//!                   -> receipt {index, tx, accepted_at, ...}
+//! ```
+//!
+//! Reads (`GET /v1/...`) go to read-only SQLite connections beside the writer (WAL).
+//!
+//! # Codemap
+//!
+//! - `main.rs` — the `covoit` command: `serve`, `keygen` and the signing client.
+//! - `config.rs` — `serve` flags and environment variables → `Config`.
+//! - `service.rs` — start-up (keys, migrations, genesis, writer, listener) and clean stop.
+//! - `core/` — pure, no I/O:
+//!   - `money.rs` — `Amount`, `Floor`: decimal strings ↔ minor units, strictly.
+//!   - `ids.rs` — `AccountId`, `Seq`, `LedgerId`, `Text` (names, memos).
+//!   - `time.rs` — `Timestamp`: RFC 3339 UTC to the millisecond.
+//!   - `canonical.rs` — RFC 8785 canonical JSON and the duplicate-refusing parser.
+//!   - `protocol.rs` — envelope, signed message, body types, `open_envelope`, `sign_body`.
+//!   - `policy.rs` — `Policy` (Ayen's defaults), `Currency`, the genesis event.
+//!   - `ledger.rs` — `State`, `apply` = `decide` + `commit`, `Refusal`, the invariants.
+//!   - `leaf.rs` — the leaf's exact bytes, `Posting`, the zero-sum assertion.
+//! - `store/` — SQLite:
+//!   - `mod.rs` — connections and their pragmas, genesis, loading the state at start.
+//!   - `migrate.rs` — the numbered migrations of `sql/`, compiled in.
+//!   - `writer.rs` — the single writer thread, group commit, receipts, idempotency.
+//!   - `read.rs` — the read pool and the queries behind `GET` routes.
+//! - `http/` — warp:
+//!   - `mod.rs` — routes (`ROUTES`), handlers, body limits and timeouts.
+//!   - `error.rs` — `ApiError`, every status and code, the rejection handler.
+//!   - `replies.rs` — JSON shapes of successful replies.
+//!   - `openapi.json` — the API description served at `/openapi.json`.
+//! - `keys.rs` — key files (PKCS#8 PEM, mode 0600).
+//! - `client.rs` — the blocking HTTP client the CLI uses.
+//! - `clock.rs` — the system clock, or a manual one for tests.
+//!
+//! # Invariants
+//!
+//! - The postings of every leaf sum to zero (asserted when built, checked again in
+//!   SQL before each commit), so the balances of all accounts sum to zero.
+//! - No member's `balance − held` is below its floor; the reserve is never above zero,
+//!   and −balance(reserve) = Σ issued − Σ redeemed.
+//! - Each signer's seq is used once, in order, without gaps.
+//! - A refused command leaves no trace; a 2xx reply means the leaf is on disk.
+//! - `core` never names warp, rusqlite or tokio (a test checks).
+
+pub mod client;
+pub mod clock;
+pub mod config;
 pub mod core;
+pub mod http;
+pub mod keys;
+pub mod service;
+pub mod store;

@@ -1,0 +1,173 @@
+//! Starting and stopping the service: keys, database, writer, HTTP server.
+//!
+//! [`Service::start`] opens (or creates) everything and listens; [`Service::stop`]
+//! stops accepting connections, lets requests in flight finish, lets the writer
+//! commit what is queued and closes the database. `main` calls these on
+//! SIGINT/SIGTERM; the integration tests call them directly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::core::ids::LedgerId;
+use crate::core::ledger::State;
+use crate::core::policy::{Genesis, Policy};
+use crate::core::protocol::base64_encode;
+use crate::http::{self, App, READS_CONCURRENT_MAX};
+use crate::keys::{self, KeyError};
+use crate::store::read::Reader;
+use crate::store::writer::WriterHandle;
+use crate::store::{self, StoreError, migrate};
+
+/// How long requests in flight may take to finish once a stop is asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// The ledger's key, which signs checkpoints, in the keys folder.
+pub const LEDGER_KEY_FILE: &str = "ledger.key";
+/// The demo operator key written when no operator key is configured.
+pub const DEMO_OPERATOR_KEY_FILE: &str = "operator-demo.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "the database holds a ledger but its key {0} is missing; restore the key from your backup (a new key cannot sign for this ledger)"
+    )]
+    LedgerKeyMissing(PathBuf),
+    #[error("{0} is not the key of the ledger in this database")]
+    LedgerKeyMismatch(PathBuf),
+    #[error("the configured operator key differs from the ledger's ({0}); changing the operator key is not supported")]
+    OperatorKeyMismatch(String),
+    #[error("could not listen on {address}: {source}")]
+    Listen { address: SocketAddr, source: std::io::Error },
+    #[error("could not start the writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running service.
+pub struct Service {
+    local_addr: SocketAddr,
+    ledger_id: LedgerId,
+    app: Arc<App>,
+    shutdown: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+}
+
+impl Service {
+    /// Opens or creates the ledger and starts listening.
+    pub async fn start(config: Config) -> Result<Service, StartError> {
+        let Config { database, keys: key_folder, clock, .. } = &config;
+        let mut connection = store::open_writer(database)?;
+        migrate::migrate(&mut connection, &clock.now().to_string())?;
+        let state = if store::has_ledger(&connection)? {
+            open_existing(&connection, &config)?
+        } else {
+            let genesis = new_genesis(&config)?;
+            tracing::info!(ledger = %genesis.ledger, "created a new ledger");
+            store::create_ledger(&mut connection, &genesis, clock.now())?
+        };
+        let ledger_id = state.ledger().clone();
+        tracing::info!(ledger = %ledger_id, size = state.size(), keys = %key_folder.display(), "ledger open");
+        let writer = WriterHandle::start(connection, state, clock.clone()).map_err(StartError::Thread)?;
+        let reader = Arc::new(Reader::new(database.clone()));
+        let app = Arc::new(App { writer, reader, reads: Semaphore::new(READS_CONCURRENT_MAX) });
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen { address: config.listen, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| StartError::Listen { address: config.listen, source })?;
+        let (shutdown, stop_signal) = oneshot::channel::<()>();
+        let server = warp::serve(http::routes(app.clone())).incoming(listener).graceful(async {
+            let _ = stop_signal.await;
+        });
+        let server = tokio::spawn(server.run());
+        tracing::info!(address = %local_addr, "listening");
+        Ok(Service { local_addr, ledger_id, app, shutdown, server })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn ledger_id(&self) -> &LedgerId {
+        &self.ledger_id
+    }
+
+    /// Stops cleanly: no new connections, requests in flight finish (within
+    /// [`SHUTDOWN_GRACE`]), queued commands commit, the database closes.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let mut server = self.server;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
+            tracing::warn!("requests still open after the grace period were cut off");
+            server.abort();
+        }
+        self.app.reader.close_idle();
+        self.app.writer.stop().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Checks that the keys and configuration match the ledger found in the database.
+fn open_existing(connection: &rusqlite::Connection, config: &Config) -> Result<State, StartError> {
+    let state = store::load_state(connection)?;
+    let key_path = config.keys.join(LEDGER_KEY_FILE);
+    if !key_path.exists() {
+        return Err(StartError::LedgerKeyMissing(key_path));
+    }
+    let ledger_key = keys::read(&key_path)?;
+    if ledger_key.verifying_key().as_bytes() != state.ledger_key() {
+        return Err(StartError::LedgerKeyMismatch(key_path));
+    }
+    if let Some(operator_key) = config.operator_key {
+        if &operator_key != state.operator_key() {
+            return Err(StartError::OperatorKeyMismatch(base64_encode(state.operator_key())));
+        }
+    }
+    Ok(state)
+}
+
+/// The founding facts of a new ledger; creates its key and, if needed, a demo operator key.
+fn new_genesis(config: &Config) -> Result<Genesis, StartError> {
+    let (ledger_key, _) = keys::read_or_create(&config.keys.join(LEDGER_KEY_FILE))?;
+    let operator_key = match config.operator_key {
+        Some(key) => key,
+        None => demo_operator_key(&config.keys)?.verifying_key().to_bytes(),
+    };
+    let ledger = match &config.ledger_id {
+        Some(ledger) => ledger.to_string(),
+        None => format!("covoit/{}", uuid::Uuid::new_v4()),
+    };
+    Ok(Genesis {
+        ledger,
+        currency: config.currency.clone(),
+        ledger_key: base64_encode(ledger_key.verifying_key().as_bytes()),
+        operator_key: base64_encode(&operator_key),
+        policy: Policy { approval_required: config.approval_required, ..Policy::default() },
+    })
+}
+
+fn demo_operator_key(folder: &Path) -> Result<SigningKey, StartError> {
+    let path = folder.join(DEMO_OPERATOR_KEY_FILE);
+    let (key, created) = keys::read_or_create(&path)?;
+    let public = base64_encode(key.verifying_key().as_bytes());
+    let warning = format!(
+        "WARNING: no operator key was configured, so this ledger's operator (the desk) uses the demo key {} \
+         (public key {public}). Whoever holds that file can issue money: for real use, keep the operator key on \
+         the desk's own machine, not on the server, and start a new ledger with --operator-key.",
+        path.display()
+    );
+    if created {
+        eprintln!("{warning}");
+    }
+    tracing::warn!("{warning}");
+    Ok(key)
+}

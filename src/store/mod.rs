@@ -1,0 +1,188 @@
+//! SQLite storage: migrations, the single writer with group commit, and reads.
+//!
+//! One connection writes, owned by the writer thread ([`writer`]); any number read
+//! beside it ([`read`]), which WAL allows without waiting. Every connection is opened
+//! here, with its pragmas spelled out at the call site.
+
+pub mod migrate;
+pub mod read;
+pub mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::core::ids::{AccountId, Seq, Text};
+use crate::core::leaf::{self, Content};
+use crate::core::ledger::{Account, State, Status, Totals};
+use crate::core::money::Floor;
+use crate::core::policy::{Event, Genesis, Policy};
+use crate::core::time::Timestamp;
+
+/// How long a connection waits for a lock before it gives up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Storage failures. Over HTTP each becomes 503 `storage_unavailable` (the request
+/// may be retried; nothing was half-written), except at start-up, where it stops
+/// the service with its message.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database was written by a newer covoit (schema version {found}; this one knows up to {known})")]
+    NewerSchema { found: i64, known: i64 },
+    #[error("the database is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+/// Opens the writing connection: WAL, and `synchronous=FULL` so that a commit is on
+/// disk before it returns (a 2xx reply means durable).
+pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!("the database refused WAL mode (it is in {mode} mode)")));
+    }
+    connection.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA wal_autocheckpoint = 1000;",
+    )?;
+    Ok(connection)
+}
+
+/// Opens a reading connection: read-only, so no read can ever write.
+pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let connection = Connection::open_with_flags(path, flags)?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.execute_batch("PRAGMA query_only = ON;")?;
+    Ok(connection)
+}
+
+/// Whether the database already holds a ledger.
+pub fn has_ledger(connection: &Connection) -> Result<bool, StoreError> {
+    let exists: Option<i64> =
+        connection.query_row("SELECT 1 FROM ledger WHERE id = 1", [], |row| row.get(0)).optional()?;
+    Ok(exists.is_some())
+}
+
+/// Writes leaf 0 and the first state of a new ledger, in one transaction.
+pub fn create_ledger(connection: &mut Connection, genesis: &Genesis, now: Timestamp) -> Result<State, StoreError> {
+    let state = State::from_genesis(genesis, now).map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    let event = Event::Genesis(genesis.clone());
+    let bytes = leaf::encode(0, now, Content::Event(&event), &[]);
+    let transaction = connection.transaction()?;
+    transaction.execute(
+        "INSERT INTO leaves (leaf_index, bytes, kind, accepted_at) VALUES (0, ?1, ?2, ?3)",
+        params![bytes, event.kind(), now.to_string()],
+    )?;
+    transaction.execute(
+        "INSERT INTO ledger (id, ledger_id, genesis, policy, size, last_accepted_at, issued, redeemed)
+         VALUES (1, ?1, ?2, ?3, 1, ?4, 0, 0)",
+        params![genesis.ledger, to_json(genesis), to_json(&genesis.policy), now.to_string()],
+    )?;
+    for account in state.accounts() {
+        save_account(&transaction, account)?;
+    }
+    transaction.commit()?;
+    Ok(state)
+}
+
+/// Loads the state a previous run left, and checks it against the log's length.
+pub fn load_state(connection: &Connection) -> Result<State, StoreError> {
+    let (genesis, policy, size, last_accepted_at, issued, redeemed): (String, String, i64, String, i64, i64) =
+        connection.query_row(
+            "SELECT genesis, policy, size, last_accepted_at, issued, redeemed FROM ledger WHERE id = 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?)),
+        )?;
+    let mut genesis: Genesis = from_json("genesis", &genesis)?;
+    genesis.policy = from_json::<Policy>("policy", &policy)?;
+    let leaves: i64 =
+        connection.query_row("SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM leaves", [], |row| row.get(0))?;
+    if leaves != size {
+        return Err(StoreError::Corrupt(format!("the ledger records {size} leaves but the log holds {leaves}")));
+    }
+    let last_accepted_at = Timestamp::parse_canonical(&last_accepted_at).map_err(corrupt)?;
+    let totals = Totals { size: to_u64(size)?, last_accepted_at, issued, redeemed };
+    let mut statement =
+        connection.prepare("SELECT account, key, name, status, balance, held, floor, next_seq FROM accounts")?;
+    let accounts = statement
+        .query_map([], account_from_row)?
+        .collect::<Result<Vec<Result<Account, StoreError>>, _>>()?
+        .into_iter()
+        .collect::<Result<Vec<Account>, StoreError>>()?;
+    // restore() asserts the invariants; a database that breaks them was changed
+    // behind the service's back, and refusing to start is the right answer.
+    State::restore(&genesis, accounts.into_iter(), totals).map_err(corrupt)
+}
+
+/// Inserts or replaces an account's row from the state.
+pub fn save_account(connection: &Connection, account: &Account) -> Result<(), StoreError> {
+    let mut statement = connection.prepare_cached(
+        "INSERT INTO accounts (account, key, name, status, balance, held, floor, next_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (account) DO UPDATE SET key = excluded.key, name = excluded.name, status = excluded.status,
+             balance = excluded.balance, held = excluded.held, floor = excluded.floor, next_seq = excluded.next_seq",
+    )?;
+    statement.execute(params![
+        account.id.as_str(),
+        account.key.as_ref().map(|key| key.as_slice()),
+        account.name.as_ref().map(Text::as_str),
+        account.status.as_str(),
+        account.balance,
+        account.held,
+        account.floor.map(Floor::minor),
+        to_i64(account.next_seq.value())?,
+    ])?;
+    Ok(())
+}
+
+type AccountRow = (String, Option<Vec<u8>>, Option<String>, String, i64, i64, Option<i64>, i64);
+
+fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Account, StoreError>> {
+    let columns: AccountRow =
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?);
+    Ok(account_from_columns(columns))
+}
+
+fn account_from_columns(columns: AccountRow) -> Result<Account, StoreError> {
+    let (id, key, name, status, balance, held, floor, next_seq) = columns;
+    let key = key.map(|key| <[u8; 32]>::try_from(key.as_slice())).transpose().map_err(corrupt)?;
+    Ok(Account {
+        id: AccountId::parse(&id).map_err(corrupt)?,
+        key,
+        name: name.map(|name| Text::parse("name", &name)).transpose().map_err(corrupt)?,
+        status: Status::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?,
+        balance,
+        held,
+        floor: floor.map(Floor::from_minor).transpose().map_err(corrupt)?,
+        next_seq: Seq::new(to_u64(next_seq)?),
+    })
+}
+
+fn corrupt(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(error.to_string())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    String::from_utf8(crate::core::canonical::to_canonical_vec(value)).expect("canonical JSON is UTF-8")
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|error| StoreError::Corrupt(format!("the stored {what} does not parse: {error}")))
+}
+
+/// SQLite integers are i64; our counters are u64 and never get near 2^63.
+pub(crate) fn to_i64(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{value} does not fit in SQLite")))
+}
+
+pub(crate) fn to_u64(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("a stored count is negative ({value})")))
+}

@@ -1,0 +1,210 @@
+//! Reads: a small pool of read-only connections and the queries the HTTP reads need.
+//!
+//! With WAL, a reader sees the last committed state and never waits for the writer;
+//! each read that takes several queries runs them in one read transaction, so what it
+//! returns is one consistent snapshot.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::core::ids::AccountId;
+use crate::core::policy::{Genesis, Policy};
+use crate::store::{self, StoreError, to_i64, to_u64};
+
+/// Idle read connections kept open for reuse.
+pub const READERS_IDLE_MAX: usize = 8;
+/// Most postings in one page of an account's history.
+pub const PAGE_POSTINGS_MAX: u32 = 200;
+
+/// `GET /v1/ledger`: the ledger's founding facts, its policy and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerView {
+    pub genesis: Genesis,
+    pub policy: Policy,
+    pub size: u64,
+}
+
+/// `GET /v1/accounts/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountView {
+    pub account: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub balance: i64,
+    pub held: i64,
+    pub floor: Option<i64>,
+    pub next_seq: u64,
+}
+
+/// One line of an account's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostingView {
+    pub index: u64,
+    pub accepted_at: String,
+    pub kind: String,
+    pub amount: i64,
+    /// The account's balance just after this posting.
+    pub balance_after: i64,
+    pub memo: Option<String>,
+    /// The other accounts of the same leaf: who paid, or who was paid.
+    pub counterparties: Vec<String>,
+}
+
+/// A page of history, newest first; `next_before` continues it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostingsPage {
+    pub account: String,
+    pub postings: Vec<PostingView>,
+    pub next_before: Option<u64>,
+}
+
+/// A pool of read-only connections to one database file.
+pub struct Reader {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Reader {
+    pub fn new(path: PathBuf) -> Reader {
+        Reader { path, idle: Mutex::new(Vec::new()) }
+    }
+
+    /// Runs `read` on a pooled connection, opening one if none is idle.
+    pub fn with<T>(&self, read: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().expect("the read pool's lock").pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => store::open_reader(&self.path)?,
+        };
+        let result = read(&connection);
+        let mut idle = self.idle.lock().expect("the read pool's lock");
+        if idle.len() < READERS_IDLE_MAX {
+            idle.push(connection);
+        }
+        result
+    }
+
+    /// Closes the idle connections. Done at shutdown before the writer closes, so that
+    /// the writer's connection is the last one and SQLite can fold the WAL back into
+    /// the database file.
+    pub fn close_idle(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().expect("the read pool's lock"));
+        for connection in idle {
+            if let Err((_, error)) = connection.close() {
+                tracing::warn!(%error, "closing a read connection failed");
+            }
+        }
+    }
+
+    pub fn ledger(&self) -> Result<LedgerView, StoreError> {
+        self.with(ledger)
+    }
+
+    pub fn account(&self, id: &AccountId) -> Result<Option<AccountView>, StoreError> {
+        self.with(|connection| account(connection, id))
+    }
+
+    pub fn postings(
+        &self,
+        id: &AccountId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Option<PostingsPage>, StoreError> {
+        self.with(|connection| postings(connection, id, before, limit))
+    }
+}
+
+fn ledger(connection: &Connection) -> Result<LedgerView, StoreError> {
+    let (genesis, policy, size): (String, String, i64) =
+        connection.query_row("SELECT genesis, policy, size FROM ledger WHERE id = 1", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
+    Ok(LedgerView {
+        genesis: store::from_json("genesis", &genesis)?,
+        policy: store::from_json("policy", &policy)?,
+        size: to_u64(size)?,
+    })
+}
+
+fn account(connection: &Connection, id: &AccountId) -> Result<Option<AccountView>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT account, name, status, balance, held, floor, next_seq FROM accounts WHERE account = ?1",
+    )?;
+    let row = statement
+        .query_row([id.as_str()], |row| {
+            Ok(AccountView {
+                account: row.get(0)?,
+                name: row.get(1)?,
+                status: row.get(2)?,
+                balance: row.get(3)?,
+                held: row.get(4)?,
+                floor: row.get(5)?,
+                next_seq: row.get::<_, i64>(6)? as u64,
+            })
+        })
+        .optional()?;
+    Ok(row)
+}
+
+/// A page of `id`'s postings older than leaf `before`, newest first, with the
+/// balance after each one.
+fn postings(
+    connection: &Connection,
+    id: &AccountId,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<Option<PostingsPage>, StoreError> {
+    assert!((1..=PAGE_POSTINGS_MAX).contains(&limit), "the HTTP layer bounds the page size");
+    let snapshot = connection.unchecked_transaction()?;
+    let Some(account) = account(&snapshot, id)? else {
+        return Ok(None);
+    };
+    let before = match before {
+        Some(before) => to_i64(before)?,
+        None => i64::MAX,
+    };
+    let newer: i64 = snapshot.query_row(
+        "SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?1 AND leaf_index >= ?2",
+        params![id.as_str(), before],
+        |row| row.get(0),
+    )?;
+    let mut statement = snapshot.prepare_cached(
+        "SELECT p.leaf_index, l.accepted_at, l.kind, p.amount, l.memo,
+                (SELECT group_concat(o.account, ' ') FROM postings o
+                  WHERE o.leaf_index = p.leaf_index AND o.account <> p.account)
+           FROM postings p JOIN leaves l ON l.leaf_index = p.leaf_index
+          WHERE p.account = ?1 AND p.leaf_index < ?2
+          ORDER BY p.leaf_index DESC, p.position DESC
+          LIMIT ?3",
+    )?;
+    let mut balance_after = account.balance - newer;
+    let mut page = Vec::new();
+    let rows = statement.query_map(params![id.as_str(), before, i64::from(limit)], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, i64>(3)?,
+            row.get::<_, Option<String>>(4)?,
+            row.get::<_, Option<String>>(5)?,
+        ))
+    })?;
+    for row in rows {
+        let (index, accepted_at, kind, amount, memo, others) = row?;
+        let counterparties = others.map(|others| others.split(' ').map(str::to_owned).collect()).unwrap_or_default();
+        page.push(PostingView {
+            index: to_u64(index)?,
+            accepted_at,
+            kind,
+            amount,
+            balance_after,
+            memo,
+            counterparties,
+        });
+        balance_after -= amount;
+    }
+    let next_before = if page.len() == limit as usize { page.last().map(|posting| posting.index) } else { None };
+    Ok(Some(PostingsPage { account: account.account, postings: page, next_before }))
+}

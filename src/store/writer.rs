@@ -1,0 +1,359 @@
+//! The single writer: one thread that owns the write connection and the state, and
+//! commits commands in batches (group commit).
+//!
+//! Handlers verify envelopes on any core, then queue the [`VerifiedCommand`] here. The
+//! writer takes everything queued (up to [`BATCH_COMMANDS_MAX`]), applies each command
+//! with the pure state machine inside one SQLite transaction, commits it (one fsync
+//! for the batch) and only then answers each waiting request. While it commits, new
+//! commands queue up and form the next batch, so the fsync cost is shared and no lock
+//! is held across an fsync per request. Reads never go through here.
+
+use std::collections::BTreeSet;
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::core::ids::{AccountId, Seq};
+use crate::core::leaf::{self, Content, Posting};
+use crate::core::ledger::{self, Refusal, State};
+use crate::core::protocol::VerifiedCommand;
+use crate::core::time::Timestamp;
+use crate::store::{self, StoreError, to_i64, to_u64};
+
+/// Most commands committed in one transaction.
+pub const BATCH_COMMANDS_MAX: usize = 1024;
+/// Most commands waiting for the writer; senders wait (back-pressure) beyond it.
+pub const QUEUE_COMMANDS_MAX: usize = 8192;
+
+/// What a client gets for an accepted command. A pure function of the stored leaf, so
+/// the same command posted again gets the same receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub index: u64,
+    pub tx: [u8; 32],
+    pub accepted_at: Timestamp,
+    pub account: AccountId,
+    pub seq: Seq,
+    pub postings: Vec<Posting>,
+}
+
+/// Why a submitted command got no receipt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The state machine refused it (status per [`Refusal`]).
+    #[error("{0}")]
+    Refused(Refusal),
+    /// 503 `storage_unavailable`: the batch could not be committed; nothing was kept.
+    #[error("the ledger could not store the command ({0}); nothing was recorded, try again")]
+    Unavailable(String),
+    /// 503 `writer_stopped`: the service is shutting down or has failed.
+    #[error("the ledger is not accepting commands right now (the service is stopping); try again shortly")]
+    Stopped,
+}
+
+enum Message {
+    Submit(Box<Submission>),
+    Stop,
+}
+
+struct Submission {
+    command: VerifiedCommand,
+    reply: oneshot::Sender<Result<Receipt, SubmitError>>,
+}
+
+/// The handlers' side of the writer.
+pub struct WriterHandle {
+    sender: mpsc::Sender<Message>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl WriterHandle {
+    /// Starts the writer thread with the state loaded from `connection`.
+    pub fn start(connection: Connection, state: State, clock: Clock) -> std::io::Result<WriterHandle> {
+        let (sender, receiver) = mpsc::channel(QUEUE_COMMANDS_MAX);
+        let writer = Writer { connection, state, clock, receiver, stopping: false };
+        let thread = std::thread::Builder::new().name("covoit-writer".into()).spawn(move || writer.run())?;
+        Ok(WriterHandle { sender, thread: std::sync::Mutex::new(Some(thread)) })
+    }
+
+    /// Queues a verified command and waits for its batch to commit.
+    pub async fn submit(&self, command: VerifiedCommand) -> Result<Receipt, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Message::Submit(Box::new(Submission { command, reply })))
+            .await
+            .map_err(|_| SubmitError::Stopped)?;
+        answer.await.unwrap_or(Err(SubmitError::Stopped))
+    }
+
+    /// Whether the writer thread is still taking commands.
+    pub fn is_running(&self) -> bool {
+        !self.sender.is_closed()
+    }
+
+    /// Lets the writer finish what is queued, then closes the database and waits.
+    pub async fn stop(&self) {
+        // If the writer is already gone, there is nothing to tell it.
+        let _ = self.sender.send(Message::Stop).await;
+        let thread = self.thread.lock().expect("the writer handle's lock").take();
+        if let Some(thread) = thread {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the writer thread ended with a panic");
+            }
+        }
+    }
+}
+
+struct Writer {
+    connection: Connection,
+    state: State,
+    clock: Clock,
+    receiver: mpsc::Receiver<Message>,
+    stopping: bool,
+}
+
+/// What the writer decided for one submission, before the batch commits.
+enum Decision {
+    Accepted(Receipt),
+    Duplicate(u64),
+    Refused(Refusal),
+}
+
+impl Writer {
+    fn run(mut self) {
+        while let Some(batch) = self.next_batch() {
+            self.process(batch);
+        }
+        tracing::info!(size = self.state.size(), "the writer stopped; closing the database");
+        if let Err((_, error)) = self.connection.close() {
+            tracing::error!(%error, "closing the database failed");
+        }
+    }
+
+    /// Waits for one submission, then takes whatever else is queued.
+    fn next_batch(&mut self) -> Option<Vec<Submission>> {
+        if self.stopping {
+            return None;
+        }
+        let mut batch = Vec::new();
+        match self.receiver.blocking_recv() {
+            Some(Message::Submit(submission)) => batch.push(*submission),
+            Some(Message::Stop) | None => return None,
+        }
+        while batch.len() < BATCH_COMMANDS_MAX {
+            match self.receiver.try_recv() {
+                Ok(Message::Submit(submission)) => batch.push(*submission),
+                Ok(Message::Stop) => {
+                    self.stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    fn process(&mut self, batch: Vec<Submission>) {
+        // accepted_at never goes backwards, even if the system clock does.
+        let accepted_at = self.clock.now().max(self.state.totals().last_accepted_at);
+        match self.write_batch(&batch, accepted_at) {
+            Ok(decisions) => {
+                for (submission, decision) in batch.into_iter().zip(decisions) {
+                    let answer = self.answer(decision);
+                    // The client may have gone away; its command is stored all the same.
+                    let _ = submission.reply.send(answer);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, commands = batch.len(), "a batch failed to commit; nothing of it was kept");
+                for submission in batch {
+                    let _ = submission.reply.send(Err(SubmitError::Unavailable(error.to_string())));
+                }
+                self.reload();
+            }
+        }
+    }
+
+    fn answer(&self, decision: Decision) -> Result<Receipt, SubmitError> {
+        match decision {
+            Decision::Accepted(receipt) => Ok(receipt),
+            Decision::Refused(refusal) => Err(SubmitError::Refused(refusal)),
+            Decision::Duplicate(index) => {
+                load_receipt(&self.connection, index).map_err(|error| SubmitError::Unavailable(error.to_string()))
+            }
+        }
+    }
+
+    /// Applies the batch in one transaction and commits it.
+    fn write_batch(&mut self, batch: &[Submission], accepted_at: Timestamp) -> Result<Vec<Decision>, StoreError> {
+        let Writer { connection, state, .. } = self;
+        let first_index = state.size();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut decisions = Vec::with_capacity(batch.len());
+        let mut touched = BTreeSet::new();
+        for submission in batch {
+            decisions.push(decide_one(&transaction, state, &submission.command, accepted_at, &mut touched)?);
+        }
+        if state.size() == first_index {
+            // Nothing accepted: nothing to write. Dropping the transaction rolls back.
+            return Ok(decisions);
+        }
+        for id in &touched {
+            store::save_account(&transaction, state.account(id).expect("touched accounts exist"))?;
+        }
+        let totals = state.totals();
+        transaction.execute(
+            "UPDATE ledger SET size = ?1, last_accepted_at = ?2, issued = ?3, redeemed = ?4 WHERE id = 1",
+            params![to_i64(totals.size)?, totals.last_accepted_at.to_string(), totals.issued, totals.redeemed],
+        )?;
+        assert_postings_balance(&transaction, first_index)?;
+        transaction.commit()?;
+        Ok(decisions)
+    }
+
+    /// After a failed batch the in-memory state may hold changes that were rolled
+    /// back: read it again from the database, which has only what committed.
+    fn reload(&mut self) {
+        match store::load_state(&self.connection) {
+            Ok(state) => self.state = state,
+            Err(error) => {
+                tracing::error!(%error, "the state could not be reloaded; the writer stops");
+                self.stopping = true;
+                self.receiver.close();
+            }
+        }
+    }
+}
+
+/// Decides one command: a repeat of a stored one, a refusal, or a new leaf.
+fn decide_one(
+    connection: &Connection,
+    state: &mut State,
+    command: &VerifiedCommand,
+    accepted_at: Timestamp,
+    touched: &mut BTreeSet<AccountId>,
+) -> Result<Decision, StoreError> {
+    let body = command.body();
+    // The identical command again: answered from the log, before any other check,
+    // so that it holds even after not_after has passed.
+    if let Some(account) = state.account(&body.account) {
+        let same_key = account.key.as_ref() == Some(command.key());
+        if body.seq < account.next_seq && same_key {
+            if let Some((index, tx)) = find_leaf(connection, &body.account, body.seq)? {
+                if &tx == command.tx() {
+                    return Ok(Decision::Duplicate(index));
+                }
+            }
+        }
+    }
+    let outcome = match ledger::apply(state, command, accepted_at) {
+        Ok(outcome) => outcome,
+        Err(refusal) => return Ok(Decision::Refused(refusal)),
+    };
+    let index = state.size() - 1;
+    insert_leaf(connection, index, accepted_at, command, &outcome.postings)?;
+    touched.extend(outcome.touched);
+    Ok(Decision::Accepted(Receipt {
+        index,
+        tx: *command.tx(),
+        accepted_at,
+        account: body.account.clone(),
+        seq: body.seq,
+        postings: outcome.postings,
+    }))
+}
+
+fn insert_leaf(
+    connection: &Connection,
+    index: u64,
+    accepted_at: Timestamp,
+    command: &VerifiedCommand,
+    postings: &[Posting],
+) -> Result<(), StoreError> {
+    let body = command.body();
+    let bytes = leaf::encode(index, accepted_at, Content::Command(command.envelope()), postings);
+    let mut insert_leaf = connection.prepare_cached(
+        "INSERT INTO leaves (leaf_index, bytes, kind, account, seq, tx, memo, accepted_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    insert_leaf.execute(params![
+        to_i64(index)?,
+        bytes,
+        body.command.kind(),
+        body.account.as_str(),
+        to_i64(body.seq.value())?,
+        command.tx().as_slice(),
+        body.command.memo().map(|memo| memo.as_str()),
+        accepted_at.to_string(),
+    ])?;
+    let mut insert_posting = connection
+        .prepare_cached("INSERT INTO postings (leaf_index, position, account, amount) VALUES (?1, ?2, ?3, ?4)")?;
+    for (position, posting) in postings.iter().enumerate() {
+        insert_posting.execute(params![
+            to_i64(index)?,
+            position as i64,
+            posting.account.as_str(),
+            posting.amount_minor
+        ])?;
+    }
+    Ok(())
+}
+
+/// The second check of the money, in SQL: every new leaf's postings sum to zero.
+fn assert_postings_balance(connection: &Connection, first_index: u64) -> Result<(), StoreError> {
+    let unbalanced: Option<(i64, i64)> = connection
+        .query_row(
+            "SELECT leaf_index, SUM(amount) FROM postings WHERE leaf_index >= ?1
+             GROUP BY leaf_index HAVING SUM(amount) <> 0 LIMIT 1",
+            [to_i64(first_index)?],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    assert_eq!(unbalanced, None, "the postings of every leaf sum to zero, read back from SQLite");
+    Ok(())
+}
+
+fn find_leaf(connection: &Connection, account: &AccountId, seq: Seq) -> Result<Option<(u64, [u8; 32])>, StoreError> {
+    let mut statement =
+        connection.prepare_cached("SELECT leaf_index, tx FROM leaves WHERE account = ?1 AND seq = ?2")?;
+    let row: Option<(i64, Vec<u8>)> = statement
+        .query_row(params![account.as_str(), to_i64(seq.value())?], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    row.map(|(index, tx)| {
+        let tx =
+            <[u8; 32]>::try_from(tx.as_slice()).map_err(|_| StoreError::Corrupt("a stored tx is not 32 bytes".into()));
+        Ok((to_u64(index)?, tx?))
+    })
+    .transpose()
+}
+
+/// Rebuilds the receipt of a stored command leaf.
+pub fn load_receipt(connection: &Connection, index: u64) -> Result<Receipt, StoreError> {
+    let (tx, accepted_at, account, seq): (Vec<u8>, String, String, i64) = connection.query_row(
+        "SELECT tx, accepted_at, account, seq FROM leaves WHERE leaf_index = ?1 AND account IS NOT NULL",
+        [to_i64(index)?],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+    )?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("leaf {index} has a bad {what}"));
+    let mut statement =
+        connection.prepare_cached("SELECT account, amount FROM postings WHERE leaf_index = ?1 ORDER BY position")?;
+    let postings = statement
+        .query_map([to_i64(index)?], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?
+        .map(|row| {
+            let (account, amount_minor) = row?;
+            let account = AccountId::parse(&account).map_err(|_| corrupt("posting account"))?;
+            Ok(Posting { account, amount_minor })
+        })
+        .collect::<Result<Vec<Posting>, StoreError>>()?;
+    Ok(Receipt {
+        index,
+        tx: <[u8; 32]>::try_from(tx.as_slice()).map_err(|_| corrupt("tx"))?,
+        accepted_at: Timestamp::parse_canonical(&accepted_at).map_err(|_| corrupt("accepted_at"))?,
+        account: AccountId::parse(&account).map_err(|_| corrupt("account"))?,
+        seq: Seq::new(to_u64(seq)?),
+        postings,
+    })
+}

@@ -1,0 +1,130 @@
+//! The README's walk-through, run with the real binary: `covoit serve` on a free port,
+//! `covoit keygen` and the signing client, then a clean stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_covoit");
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Starts `covoit serve` in `folder` on a free port, with the demo operator key.
+    fn start(folder: &Path) -> Server {
+        let mut child = Command::new(BINARY)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(folder)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("covoit serve starts");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let base = loop {
+            let line = lines.next().expect("covoit serve says where it listens").unwrap();
+            if let Some(address) = line.strip_prefix("covoit is listening on ") {
+                break address.to_owned();
+            }
+        };
+        // Keep draining stderr so that the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, base }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        self.child.wait().unwrap()
+    }
+}
+
+fn covoit(folder: &Path, server: &Server, args: &[&str]) -> Output {
+    let output =
+        Command::new(BINARY).args(args).current_dir(folder).env("COVOIT_SERVER", &server.base).output().unwrap();
+    assert!(output.status.success(), "covoit {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap().trim().to_owned()
+}
+
+fn get(server: &Server, path: &str) -> serde_json::Value {
+    let mut response = ureq::get(&format!("{}{path}", server.base)).call().unwrap();
+    serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+#[test]
+fn the_readme_walk_through_works_and_sigterm_stops_cleanly() {
+    let folder = tempfile::tempdir().unwrap();
+    let folder = folder.path();
+    let server = Server::start(folder);
+    let operator_key = "keys/operator-demo.key";
+    assert!(folder.join(operator_key).exists(), "a demo operator key was made");
+
+    let alice_public = stdout(&covoit(folder, &server, &["keygen", "--out", "alice.key"]));
+    assert_eq!(covoit::core::protocol::base64_decode(&alice_public).unwrap().len(), 32);
+    covoit(folder, &server, &["keygen", "--out", "bob.key"]);
+    let alice = stdout(&covoit(folder, &server, &["register", "--key", "alice.key", "--name", "Alice Martin"]));
+    let bob = stdout(&covoit(folder, &server, &["register", "--key", "bob.key", "--name", "Bob Dupont"]));
+    assert_eq!(get(&server, &format!("/v1/accounts/{alice}"))["status"], "pending");
+    covoit(folder, &server, &["approve", "--key", operator_key, &alice]);
+    covoit(folder, &server, &["approve", "--key", operator_key, &bob]);
+    covoit(folder, &server, &["issue", "--key", operator_key, "--to", &alice, "--amount", "20.00"]);
+    let receipt = covoit(
+        folder,
+        &server,
+        &[
+            "transfer",
+            "--key",
+            "alice.key",
+            "--account",
+            &alice,
+            "--to",
+            &bob,
+            "--amount",
+            "3.50",
+            "--memo",
+            "baguettes",
+        ],
+    );
+    let receipt: serde_json::Value = serde_json::from_slice(&receipt.stdout).unwrap();
+    assert_eq!(receipt["postings"][1]["amount"], "3.50");
+    covoit(folder, &server, &["credit-set", "--key", operator_key, &bob, "--floor", "-10.00"]);
+    covoit(folder, &server, &["redeem", "--key", "bob.key", "--account", &bob, "--amount", "1.50"]);
+    assert_eq!(get(&server, &format!("/v1/accounts/{alice}"))["balance"], "16.50");
+    assert_eq!(get(&server, &format!("/v1/accounts/{bob}"))["balance"], "2.00");
+    assert_eq!(get(&server, &format!("/v1/accounts/{bob}"))["floor"], "-10.00");
+    assert_eq!(get(&server, "/v1/accounts/reserve")["balance"], "-18.50");
+
+    // A refusal exits non-zero and prints the service's error.
+    let refused = Command::new(BINARY)
+        .args(["transfer", "--key", "alice.key", "--account", &alice, "--to", &bob, "--amount", "99.00"])
+        .current_dir(folder)
+        .env("COVOIT_SERVER", &server.base)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("insufficient_funds"));
+
+    // SIGTERM: a clean exit, the database closed (its WAL folded back in).
+    let status = server.terminate();
+    assert!(status.success(), "covoit serve exited with {status}");
+    assert!(folder.join("covoit.db").exists());
+    assert!(!folder.join("covoit.db-wal").exists(), "the database was closed cleanly");
+    // Keys are private to their owner.
+    use std::os::unix::fs::PermissionsExt;
+    for key in ["keys/ledger.key", operator_key, "alice.key"] {
+        let mode = std::fs::metadata(folder.join(key)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    // And the same files serve again, unchanged.
+    let server = Server::start(folder);
+    assert_eq!(get(&server, &format!("/v1/accounts/{alice}"))["balance"], "16.50");
+    assert!(server.terminate().success());
+}

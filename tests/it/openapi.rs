@@ -1,0 +1,86 @@
+//! `/openapi.json` stays true: every served route is described, every described route
+//! is served, and every error code the service can give is listed.
+
+use std::collections::BTreeSet;
+
+use covoit::http::{OPENAPI_JSON, ROUTES};
+use serde_json::Value;
+
+use crate::support::TestApp;
+
+fn described_routes(openapi: &Value) -> BTreeSet<(String, String)> {
+    let mut routes = BTreeSet::new();
+    for (path, item) in openapi["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            routes.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    routes
+}
+
+#[test]
+fn every_route_is_described_and_every_description_is_served() {
+    let openapi: Value = serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON");
+    assert_eq!(openapi["openapi"], "3.0.3");
+    let served: BTreeSet<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(described_routes(&openapi), served);
+
+    let app = TestApp::spawn();
+    let agent = ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build());
+    for (method, path) in ROUTES {
+        let url = format!("{}{}", app.base, path.replace("{id}", "reserve"));
+        let mut response = match *method {
+            "GET" => agent.get(&url).call().unwrap(),
+            "POST" => agent.post(&url).send("{}").unwrap(),
+            other => panic!("a route with method {other}"),
+        };
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap();
+        assert!(status != 404 && status != 405, "{method} {path} is not served: {status} {body}");
+        let documented = &openapi["paths"][path][method.to_lowercase()]["responses"][status.to_string()];
+        assert!(!documented.is_null(), "{method} {path} answered {status}, which openapi.json does not describe");
+    }
+    let (status, served) = app.get("/openapi.json");
+    assert_eq!(status, 200);
+    assert_eq!(served, openapi);
+}
+
+/// Error codes named in the source: `code()` arms and `ApiError::new(StatusCode::X, "code", ...)`.
+fn codes_in_source() -> BTreeSet<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut codes = BTreeSet::new();
+    for file in ["core/protocol.rs", "core/ledger.rs", "store/writer.rs", "http/mod.rs", "http/error.rs"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for line in text.lines().filter(|line| line.contains("ProtocolError::") || line.contains("Refusal::")) {
+            if let Some((_, after)) = line.split_once("=> \"") {
+                codes.insert(after.split('"').next().unwrap().to_owned());
+            }
+        }
+        for (_, after) in text.match_indices("StatusCode::").map(|(at, _)| ((), &text[at + 12..])) {
+            let rest = after.trim_start_matches(|c: char| c.is_ascii_uppercase() || c == '_');
+            let rest = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+            if let Some(literal) = rest.strip_prefix('"') {
+                codes.insert(literal.split('"').next().unwrap().to_owned());
+            }
+        }
+    }
+    codes
+}
+
+#[test]
+fn every_error_code_is_listed() {
+    let openapi: Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+    let listed: BTreeSet<String> =
+        openapi["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|code| code.as_str().unwrap().to_owned())
+            .collect();
+    let used = codes_in_source();
+    assert!(used.len() > 30, "found {} codes: {used:?}", used.len());
+    let missing: Vec<&String> = used.difference(&listed).collect();
+    assert!(missing.is_empty(), "codes missing from openapi.json: {missing:?}");
+    let unused: Vec<&String> = listed.difference(&used).collect();
+    assert!(unused.is_empty(), "codes in openapi.json that nothing gives: {unused:?}");
+}
