@@ -16,13 +16,12 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::core::ids::LedgerId;
-use crate::core::ledger::State;
 use crate::core::policy::{Genesis, Policy};
 use crate::core::protocol::base64_encode;
 use crate::http::{self, App, READS_CONCURRENT_MAX};
 use crate::keys::{self, KeyError};
 use crate::store::read::Reader;
-use crate::store::writer::WriterHandle;
+use crate::store::writer::{Ledger, WriterHandle};
 use crate::store::{self, StoreError, migrate};
 
 /// How long requests in flight may take to finish once a stop is asked for.
@@ -67,16 +66,17 @@ impl Service {
         let Config { database, keys: key_folder, clock, .. } = &config;
         let mut connection = store::open_writer(database)?;
         migrate::migrate(&mut connection, &clock.now().to_string())?;
-        let state = if store::has_ledger(&connection)? {
-            open_existing(&connection, &config)?
+        let (ledger, ledger_key) = if store::has_ledger(&connection)? {
+            open_existing(&mut connection, &config)?
         } else {
-            let genesis = new_genesis(&config)?;
+            let (genesis, ledger_key) = new_genesis(&config)?;
             tracing::info!(ledger = %genesis.ledger, "created a new ledger");
-            store::create_ledger(&mut connection, &genesis, clock.now())?
+            let (state, frontier) = store::create_ledger(&mut connection, &genesis, clock.now(), &ledger_key)?;
+            (Ledger { state, frontier }, ledger_key)
         };
-        let ledger_id = state.ledger().clone();
-        tracing::info!(ledger = %ledger_id, size = state.size(), keys = %key_folder.display(), "ledger open");
-        let writer = WriterHandle::start(connection, state, clock.clone()).map_err(StartError::Thread)?;
+        let ledger_id = ledger.state.ledger().clone();
+        tracing::info!(ledger = %ledger_id, size = ledger.state.size(), keys = %key_folder.display(), "ledger open");
+        let writer = WriterHandle::start(connection, ledger, ledger_key, clock.clone()).map_err(StartError::Thread)?;
         let reader = Arc::new(Reader::new(database.clone()));
         let app = Arc::new(App { writer, reader, reads: Semaphore::new(READS_CONCURRENT_MAX) });
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -116,8 +116,9 @@ impl Service {
     }
 }
 
-/// Checks that the keys and configuration match the ledger found in the database.
-fn open_existing(connection: &rusqlite::Connection, config: &Config) -> Result<State, StartError> {
+/// Checks that the keys and configuration match the ledger found in the database,
+/// and loads the state and the tree.
+fn open_existing(connection: &mut rusqlite::Connection, config: &Config) -> Result<(Ledger, SigningKey), StartError> {
     let state = store::load_state(connection)?;
     let key_path = config.keys.join(LEDGER_KEY_FILE);
     if !key_path.exists() {
@@ -132,11 +133,12 @@ fn open_existing(connection: &rusqlite::Connection, config: &Config) -> Result<S
             return Err(StartError::OperatorKeyMismatch(base64_encode(state.operator_key())));
         }
     }
-    Ok(state)
+    let frontier = store::load_tree(connection, &state, &ledger_key)?;
+    Ok((Ledger { state, frontier }, ledger_key))
 }
 
 /// The founding facts of a new ledger; creates its key and, if needed, a demo operator key.
-fn new_genesis(config: &Config) -> Result<Genesis, StartError> {
+fn new_genesis(config: &Config) -> Result<(Genesis, SigningKey), StartError> {
     let (ledger_key, _) = keys::read_or_create(&config.keys.join(LEDGER_KEY_FILE))?;
     let operator_key = match config.operator_key {
         Some(key) => key,
@@ -146,13 +148,14 @@ fn new_genesis(config: &Config) -> Result<Genesis, StartError> {
         Some(ledger) => ledger.to_string(),
         None => format!("covoit/{}", uuid::Uuid::new_v4()),
     };
-    Ok(Genesis {
+    let genesis = Genesis {
         ledger,
         currency: config.currency.clone(),
         ledger_key: base64_encode(ledger_key.verifying_key().as_bytes()),
         operator_key: base64_encode(&operator_key),
         policy: Policy { approval_required: config.approval_required, ..Policy::default() },
-    })
+    };
+    Ok((genesis, ledger_key))
 }
 
 fn demo_operator_key(folder: &Path) -> Result<SigningKey, StartError> {

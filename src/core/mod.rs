@@ -6,9 +6,11 @@
 //! outer layers' crates.
 
 pub mod canonical;
+pub mod checkpoint;
 pub mod ids;
 pub mod leaf;
 pub mod ledger;
+pub mod merkle;
 pub mod money;
 pub mod policy;
 pub mod protocol;

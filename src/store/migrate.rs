@@ -10,7 +10,10 @@ use crate::store::StoreError;
 
 /// Every migration, in order: (version, file name, SQL). A test checks that each file
 /// in `sql/` is listed here exactly once.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "0001_ledger.sql", include_str!("../../sql/0001_ledger.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "0001_ledger.sql", include_str!("../../sql/0001_ledger.sql")),
+    (2, "0002_merkle.sql", include_str!("../../sql/0002_merkle.sql")),
+];
 
 /// Applies the migrations the database has not run yet; returns how many ran.
 pub fn migrate(connection: &mut Connection, now: &str) -> Result<usize, StoreError> {

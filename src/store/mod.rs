@@ -11,11 +11,14 @@ pub mod writer;
 use std::path::Path;
 use std::time::Duration;
 
+use ed25519_dalek::SigningKey;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use crate::core::checkpoint;
 use crate::core::ids::{AccountId, Seq, Text};
 use crate::core::leaf::{self, Content};
 use crate::core::ledger::{Account, State, Status, Totals};
+use crate::core::merkle::{self, Frontier, Hash, Node, Nodes};
 use crate::core::money::Floor;
 use crate::core::policy::{Event, Genesis, Policy};
 use crate::core::time::Timestamp;
@@ -70,26 +73,102 @@ pub fn has_ledger(connection: &Connection) -> Result<bool, StoreError> {
     Ok(exists.is_some())
 }
 
-/// Writes leaf 0 and the first state of a new ledger, in one transaction.
-pub fn create_ledger(connection: &mut Connection, genesis: &Genesis, now: Timestamp) -> Result<State, StoreError> {
+/// Writes leaf 0, the first state and the first checkpoint of a new ledger, in one
+/// transaction.
+pub fn create_ledger(
+    connection: &mut Connection,
+    genesis: &Genesis,
+    now: Timestamp,
+    ledger_key: &SigningKey,
+) -> Result<(State, Frontier), StoreError> {
     let state = State::from_genesis(genesis, now).map_err(|error| StoreError::Corrupt(error.to_string()))?;
     let event = Event::Genesis(genesis.clone());
     let bytes = leaf::encode(0, now, Content::Event(&event), &[]);
+    let mut frontier = Frontier::new();
+    let nodes = frontier.push(merkle::leaf_hash(&bytes));
+    let note = checkpoint::sign_checkpoint(&genesis.ledger, frontier.size(), &frontier.root(), ledger_key);
     let transaction = connection.transaction()?;
     transaction.execute(
         "INSERT INTO leaves (leaf_index, bytes, kind, accepted_at) VALUES (0, ?1, ?2, ?3)",
         params![bytes, event.kind(), now.to_string()],
     )?;
+    insert_nodes(&transaction, &nodes)?;
     transaction.execute(
-        "INSERT INTO ledger (id, ledger_id, genesis, policy, size, last_accepted_at, issued, redeemed)
-         VALUES (1, ?1, ?2, ?3, 1, ?4, 0, 0)",
-        params![genesis.ledger, to_json(genesis), to_json(&genesis.policy), now.to_string()],
+        "INSERT INTO ledger (id, ledger_id, genesis, policy, size, last_accepted_at, issued, redeemed, checkpoint)
+         VALUES (1, ?1, ?2, ?3, 1, ?4, 0, 0, ?5)",
+        params![genesis.ledger, to_json(genesis), to_json(&genesis.policy), now.to_string(), note],
     )?;
     for account in state.accounts() {
         save_account(&transaction, account)?;
     }
     transaction.commit()?;
-    Ok(state)
+    Ok((state, frontier))
+}
+
+/// Stored Merkle nodes, read through a connection.
+pub struct SqlNodes<'a>(pub &'a Connection);
+
+impl Nodes for SqlNodes<'_> {
+    type Error = StoreError;
+    fn node(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
+        let mut statement =
+            self.0.prepare_cached("SELECT hash FROM merkle_nodes WHERE level = ?1 AND node_index = ?2")?;
+        let hash: Option<Vec<u8>> = statement.query_row(params![level, to_i64(index)?], |row| row.get(0)).optional()?;
+        hash.and_then(|hash| Hash::try_from(hash).ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("the Merkle node ({level}, {index}) is missing")))
+    }
+}
+
+/// Writes nodes that just became complete.
+pub fn insert_nodes(connection: &Connection, nodes: &[Node]) -> Result<(), StoreError> {
+    let mut statement =
+        connection.prepare_cached("INSERT INTO merkle_nodes (level, node_index, hash) VALUES (?1, ?2, ?3)")?;
+    for node in nodes {
+        statement.execute(params![node.level, to_i64(node.index)?, node.hash.as_slice()])?;
+    }
+    Ok(())
+}
+
+/// The tree's right edge at start-up, after checking it against the stored
+/// checkpoint. A log that has leaves without tree nodes (written before the tree
+/// existed) gets them now, and a fresh checkpoint.
+pub fn load_tree(connection: &mut Connection, state: &State, ledger_key: &SigningKey) -> Result<Frontier, StoreError> {
+    let hashed: i64 = connection.query_row(
+        "SELECT COALESCE(MAX(node_index) + 1, 0) FROM merkle_nodes WHERE level = 0",
+        [],
+        |row| row.get(0),
+    )?;
+    let mut frontier = Frontier::load(&SqlNodes(connection), to_u64(hashed)?)?;
+    let stored: Option<String> =
+        connection.query_row("SELECT checkpoint FROM ledger WHERE id = 1", [], |row| row.get(0))?;
+    let origin = state.ledger().as_str();
+    if frontier.size() == state.size() {
+        if let Some(note) = stored {
+            let signed = checkpoint::open_checkpoint(&note, origin, state.ledger_key()).map_err(corrupt)?;
+            if signed.size != frontier.size() || signed.root != frontier.root() {
+                return Err(StoreError::Corrupt("the stored checkpoint does not match the log's tree".into()));
+            }
+            return Ok(frontier);
+        }
+    }
+    let transaction = connection.transaction()?;
+    {
+        let mut statement =
+            transaction.prepare("SELECT bytes FROM leaves WHERE leaf_index >= ?1 ORDER BY leaf_index")?;
+        let mut rows = statement.query([hashed])?;
+        while let Some(row) = rows.next()? {
+            let bytes: Vec<u8> = row.get(0)?;
+            insert_nodes(&transaction, &frontier.push(merkle::leaf_hash(&bytes)))?;
+        }
+    }
+    if frontier.size() != state.size() {
+        return Err(StoreError::Corrupt(format!("the tree has {} leaves, the log {}", frontier.size(), state.size())));
+    }
+    let note = checkpoint::sign_checkpoint(origin, frontier.size(), &frontier.root(), ledger_key);
+    transaction.execute("UPDATE ledger SET checkpoint = ?1 WHERE id = 1", [note])?;
+    transaction.commit()?;
+    tracing::info!(size = frontier.size(), "built the Merkle tree and signed a checkpoint");
+    Ok(frontier)
 }
 
 /// Loads the state a previous run left, and checks it against the log's length.

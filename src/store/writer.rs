@@ -11,13 +11,16 @@
 use std::collections::BTreeSet;
 use std::thread::JoinHandle;
 
+use ed25519_dalek::SigningKey;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
+use crate::core::checkpoint;
 use crate::core::ids::{AccountId, Seq};
 use crate::core::leaf::{self, Content, Posting};
 use crate::core::ledger::{self, Refusal, State};
+use crate::core::merkle::{self, Frontier};
 use crate::core::protocol::VerifiedCommand;
 use crate::core::time::Timestamp;
 use crate::store::{self, StoreError, to_i64, to_u64};
@@ -70,10 +73,17 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    /// Starts the writer thread with the state loaded from `connection`.
-    pub fn start(connection: Connection, state: State, clock: Clock) -> std::io::Result<WriterHandle> {
+    /// Starts the writer thread with the state and tree loaded from `connection`; it
+    /// signs a checkpoint with `ledger_key` after each batch.
+    pub fn start(
+        connection: Connection,
+        ledger: Ledger,
+        ledger_key: SigningKey,
+        clock: Clock,
+    ) -> std::io::Result<WriterHandle> {
+        assert_eq!(ledger.state.size(), ledger.frontier.size(), "the tree covers the whole log");
         let (sender, receiver) = mpsc::channel(QUEUE_COMMANDS_MAX);
-        let writer = Writer { connection, state, clock, receiver, stopping: false };
+        let writer = Writer { connection, ledger, ledger_key, clock, receiver, stopping: false };
         let thread = std::thread::Builder::new().name("covoit-writer".into()).spawn(move || writer.run())?;
         Ok(WriterHandle { sender, thread: std::sync::Mutex::new(Some(thread)) })
     }
@@ -107,9 +117,16 @@ impl WriterHandle {
     }
 }
 
+/// What the writer keeps in memory: the state and the right edge of the tree.
+pub struct Ledger {
+    pub state: State,
+    pub frontier: Frontier,
+}
+
 struct Writer {
     connection: Connection,
-    state: State,
+    ledger: Ledger,
+    ledger_key: SigningKey,
     clock: Clock,
     receiver: mpsc::Receiver<Message>,
     stopping: bool,
@@ -127,7 +144,7 @@ impl Writer {
         while let Some(batch) = self.next_batch() {
             self.process(batch);
         }
-        tracing::info!(size = self.state.size(), "the writer stopped; closing the database");
+        tracing::info!(size = self.ledger.state.size(), "the writer stopped; closing the database");
         if let Err((_, error)) = self.connection.close() {
             tracing::error!(%error, "closing the database failed");
         }
@@ -158,7 +175,7 @@ impl Writer {
 
     fn process(&mut self, batch: Vec<Submission>) {
         // accepted_at never goes backwards, even if the system clock does.
-        let accepted_at = self.clock.now().max(self.state.totals().last_accepted_at);
+        let accepted_at = self.clock.now().max(self.ledger.state.totals().last_accepted_at);
         match self.write_batch(&batch, accepted_at) {
             Ok(decisions) => {
                 for (submission, decision) in batch.into_iter().zip(decisions) {
@@ -187,27 +204,32 @@ impl Writer {
         }
     }
 
-    /// Applies the batch in one transaction and commits it.
+    /// Applies the batch in one transaction, extends the tree, signs a checkpoint and
+    /// commits.
     fn write_batch(&mut self, batch: &[Submission], accepted_at: Timestamp) -> Result<Vec<Decision>, StoreError> {
-        let Writer { connection, state, .. } = self;
-        let first_index = state.size();
+        let Writer { connection, ledger, ledger_key, .. } = self;
+        let first_index = ledger.state.size();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut decisions = Vec::with_capacity(batch.len());
         let mut touched = BTreeSet::new();
         for submission in batch {
-            decisions.push(decide_one(&transaction, state, &submission.command, accepted_at, &mut touched)?);
+            decisions.push(decide_one(&transaction, ledger, &submission.command, accepted_at, &mut touched)?);
         }
-        if state.size() == first_index {
+        if ledger.state.size() == first_index {
             // Nothing accepted: nothing to write. Dropping the transaction rolls back.
             return Ok(decisions);
         }
         for id in &touched {
-            store::save_account(&transaction, state.account(id).expect("touched accounts exist"))?;
+            store::save_account(&transaction, ledger.state.account(id).expect("touched accounts exist"))?;
         }
-        let totals = state.totals();
+        assert_eq!(ledger.frontier.size(), ledger.state.size(), "every leaf is in the tree");
+        let totals = ledger.state.totals();
+        let origin = ledger.state.ledger().as_str();
+        let note = checkpoint::sign_checkpoint(origin, ledger.frontier.size(), &ledger.frontier.root(), ledger_key);
         transaction.execute(
-            "UPDATE ledger SET size = ?1, last_accepted_at = ?2, issued = ?3, redeemed = ?4 WHERE id = 1",
-            params![to_i64(totals.size)?, totals.last_accepted_at.to_string(), totals.issued, totals.redeemed],
+            "UPDATE ledger SET size = ?1, last_accepted_at = ?2, issued = ?3, redeemed = ?4, checkpoint = ?5
+             WHERE id = 1",
+            params![to_i64(totals.size)?, totals.last_accepted_at.to_string(), totals.issued, totals.redeemed, note],
         )?;
         assert_postings_balance(&transaction, first_index)?;
         transaction.commit()?;
@@ -217,8 +239,12 @@ impl Writer {
     /// After a failed batch the in-memory state may hold changes that were rolled
     /// back: read it again from the database, which has only what committed.
     fn reload(&mut self) {
-        match store::load_state(&self.connection) {
-            Ok(state) => self.state = state,
+        let reloaded = store::load_state(&self.connection).and_then(|state| {
+            let frontier = Frontier::load(&store::SqlNodes(&self.connection), state.size())?;
+            Ok(Ledger { state, frontier })
+        });
+        match reloaded {
+            Ok(ledger) => self.ledger = ledger,
             Err(error) => {
                 tracing::error!(%error, "the state could not be reloaded; the writer stops");
                 self.stopping = true;
@@ -231,11 +257,12 @@ impl Writer {
 /// Decides one command: a repeat of a stored one, a refusal, or a new leaf.
 fn decide_one(
     connection: &Connection,
-    state: &mut State,
+    ledger: &mut Ledger,
     command: &VerifiedCommand,
     accepted_at: Timestamp,
     touched: &mut BTreeSet<AccountId>,
 ) -> Result<Decision, StoreError> {
+    let Ledger { state, frontier } = ledger;
     let body = command.body();
     // The identical command again: answered from the log, before any other check,
     // so that it holds even after not_after has passed.
@@ -254,7 +281,8 @@ fn decide_one(
         Err(refusal) => return Ok(Decision::Refused(refusal)),
     };
     let index = state.size() - 1;
-    insert_leaf(connection, index, accepted_at, command, &outcome.postings)?;
+    let bytes = insert_leaf(connection, index, accepted_at, command, &outcome.postings)?;
+    store::insert_nodes(connection, &frontier.push(merkle::leaf_hash(&bytes)))?;
     touched.extend(outcome.touched);
     Ok(Decision::Accepted(Receipt {
         index,
@@ -272,7 +300,7 @@ fn insert_leaf(
     accepted_at: Timestamp,
     command: &VerifiedCommand,
     postings: &[Posting],
-) -> Result<(), StoreError> {
+) -> Result<Vec<u8>, StoreError> {
     let body = command.body();
     let bytes = leaf::encode(index, accepted_at, Content::Command(command.envelope()), postings);
     let mut insert_leaf = connection.prepare_cached(
@@ -281,7 +309,7 @@ fn insert_leaf(
     )?;
     insert_leaf.execute(params![
         to_i64(index)?,
-        bytes,
+        &bytes,
         body.command.kind(),
         body.account.as_str(),
         to_i64(body.seq.value())?,
@@ -299,7 +327,7 @@ fn insert_leaf(
             posting.amount_minor
         ])?;
     }
-    Ok(())
+    Ok(bytes)
 }
 
 /// The second check of the money, in SQL: every new leaf's postings sum to zero.
