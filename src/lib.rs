@@ -61,6 +61,7 @@
 //! - A refused command leaves no trace; a 2xx reply means the leaf is on disk.
 //! - `core` never names warp, rusqlite or tokio (a test checks).
 
+pub mod audit;
 pub mod client;
 pub mod clock;
 pub mod config;

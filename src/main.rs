@@ -7,11 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use covoit::audit;
 use covoit::client::Client;
 use covoit::clock::Clock;
 use covoit::config::{Config, ServeArgs};
 use covoit::core::ids::{AccountId, OPERATOR};
-use covoit::core::protocol::{BodyWire, base64_encode, sign_body};
+use covoit::core::protocol::{BodyWire, base64_decode, base64_encode, sign_body};
 use covoit::keys;
 use covoit::service::Service;
 
@@ -77,6 +78,17 @@ enum Commands {
         #[arg(long)]
         memo: Option<String>,
     },
+    /// Verify a ledger offline: every signature, every balance, the Merkle root and the
+    /// signed checkpoint. Exits 1 naming the first failing leaf.
+    Audit(AuditArgs),
+    /// Write a ledger's log and signed checkpoint to a file, to audit it elsewhere.
+    Export {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Hand currency back to the desk for euros.
     Redeem {
         #[command(flatten)]
@@ -86,6 +98,37 @@ enum Commands {
         #[arg(long)]
         memo: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// A checkpoint saved earlier (a file holding its signed note) that the log must
+    /// still contain unchanged; may be given several times.
+    #[arg(long)]
+    since: Vec<PathBuf>,
+    /// The ledger key you expect, base64 (as published by the desk); the genesis must name it.
+    #[arg(long)]
+    ledger_key: Option<String>,
+    /// Run verify_strict on every signature instead of batch verification (slower).
+    #[arg(long)]
+    strict: bool,
+}
+
+/// Where a ledger is read from: exactly one of these.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct SourceArgs {
+    /// A running service's base URL.
+    #[arg(long)]
+    server: Option<String>,
+    /// A database file (read only; the service may be running).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// A file written by `covoit export`.
+    #[arg(long)]
+    export: Option<PathBuf>,
 }
 
 /// Who signs, and how the command reaches the service.
@@ -186,6 +229,16 @@ fn run(command: Commands) -> anyhow::Result<ExitCode> {
             amount,
             memo,
         }),
+        Commands::Audit(args) => audit(args),
+        Commands::Export { source, out } => {
+            let mut source = open_source(&source)?;
+            let file = std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?;
+            let mut writer = std::io::BufWriter::new(file);
+            let written =
+                audit::export(source.as_mut(), &mut writer).map_err(|failure| anyhow::anyhow!("{failure}"))?;
+            eprintln!("wrote {written} leaves and the signed checkpoint to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Commands::Redeem { signing, amount, memo } => send(&signing, "", |common| BodyWire::Redeem {
             ledger: common.ledger,
             account: common.account,
@@ -194,6 +247,65 @@ fn run(command: Commands) -> anyhow::Result<ExitCode> {
             amount,
             memo,
         }),
+    }
+}
+
+fn open_source(args: &SourceArgs) -> anyhow::Result<Box<dyn audit::Source>> {
+    let source: Box<dyn audit::Source> = match (&args.server, &args.db, &args.export) {
+        (Some(server), _, _) => Box::new(audit::UrlSource::new(server)),
+        (_, Some(db), _) => Box::new(audit::DatabaseSource::open(db).map_err(|failure| anyhow::anyhow!("{failure}"))?),
+        (_, _, Some(export)) => {
+            Box::new(audit::ExportSource::open(export).map_err(|failure| anyhow::anyhow!("{failure}"))?)
+        }
+        _ => anyhow::bail!("say where the ledger is: --server, --db or --export"),
+    };
+    Ok(source)
+}
+
+fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let mut since = Vec::new();
+    for path in &args.since {
+        since.push(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?);
+    }
+    let ledger_key = match &args.ledger_key {
+        Some(text) => Some(
+            base64_decode(text.trim())
+                .and_then(|bytes| bytes.try_into().ok())
+                .context("--ledger-key is not a 32-byte key in base64")?,
+        ),
+        None => None,
+    };
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|error| anyhow::anyhow!("the random number generator failed: {error}"))?;
+    let options = audit::Options { strict: args.strict, since, ledger_key, seed };
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} leaves, {per_sec}, {eta} left")
+            .expect("a valid progress template"),
+    );
+    let progress = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let mut source = open_source(&args.source)?;
+    let started = std::time::Instant::now();
+    let result = audit::run(source.as_mut(), options, &progress).and_then(|(report, auditor)| {
+        if let Some(db) = &args.source.db {
+            audit::DatabaseSource::open(db)?.check_derived(&auditor, &report)?;
+        }
+        Ok(report)
+    });
+    bar.finish_and_clear();
+    match result {
+        Ok(report) => {
+            print!("{report}");
+            let seconds = started.elapsed().as_secs_f64();
+            println!("audit passed in {seconds:.2} s ({:.0} leaves/s)", report.leaves as f64 / seconds.max(1e-9));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            println!("AUDIT FAILED: {failure}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

@@ -4,11 +4,11 @@
 //! "postings"}`. It is built once, by [`encode`], and from then on only its bytes
 //! travel: the database stores them, the Merkle tree hashes them, the auditor reads them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::core::canonical;
+use crate::core::canonical::{self, JsonError};
 use crate::core::ids::AccountId;
-use crate::core::money::format_minor;
+use crate::core::money::{format_minor, parse_signed_minor};
 use crate::core::policy::Event;
 use crate::core::protocol::Envelope;
 use crate::core::time::Timestamp;
@@ -59,6 +59,82 @@ pub fn encode(index: u64, accepted_at: Timestamp, content: Content<'_>, postings
     canonical::to_canonical_vec(&wire)
 }
 
+/// A leaf read back from its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leaf {
+    pub index: u64,
+    pub accepted_at: Timestamp,
+    pub content: OwnedContent,
+    pub postings: Vec<Posting>,
+}
+
+/// What a leaf records, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedContent {
+    Command(Envelope),
+    Event(Box<Event>),
+}
+
+/// Why bytes are not a leaf.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeafError {
+    #[error("the leaf is not canonical JSON: {0}")]
+    Json(JsonError),
+    #[error("the leaf's fields are not right: {0}")]
+    Fields(String),
+    #[error("the leaf must hold exactly one of \"command\" and \"event\"")]
+    Content,
+    #[error("the leaf's accepted_at is not a canonical time: {0}")]
+    Time(String),
+    #[error("a posting is not right: {0}")]
+    Posting(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeafWireOwned {
+    index: u64,
+    accepted_at: String,
+    #[serde(default)]
+    command: Option<Envelope>,
+    #[serde(default)]
+    event: Option<Event>,
+    postings: Vec<PostingWireOwned>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostingWireOwned {
+    account: String,
+    amount: String,
+}
+
+/// Reads a leaf from its bytes, strictly: canonical JSON, known fields only, one
+/// command or one event, canonical times and amounts. Whether its postings balance
+/// and match its command is for the state machine to say.
+pub fn decode(bytes: &[u8]) -> Result<Leaf, LeafError> {
+    let value = canonical::check_canonical(bytes).map_err(LeafError::Json)?;
+    let wire: LeafWireOwned = serde_json::from_value(value).map_err(|error| LeafError::Fields(error.to_string()))?;
+    let content = match (wire.command, wire.event) {
+        (Some(envelope), None) => OwnedContent::Command(envelope),
+        (None, Some(event)) => OwnedContent::Event(Box::new(event)),
+        _ => return Err(LeafError::Content),
+    };
+    let accepted_at =
+        Timestamp::parse_canonical(&wire.accepted_at).map_err(|error| LeafError::Time(error.to_string()))?;
+    let postings = wire
+        .postings
+        .into_iter()
+        .map(|posting| {
+            let account = AccountId::parse(&posting.account).map_err(|error| LeafError::Posting(error.to_string()))?;
+            let amount_minor =
+                parse_signed_minor(&posting.amount).map_err(|error| LeafError::Posting(error.to_string()))?;
+            Ok(Posting { account, amount_minor })
+        })
+        .collect::<Result<Vec<Posting>, LeafError>>()?;
+    Ok(Leaf { index: wire.index, accepted_at, content, postings })
+}
+
 /// Postings sum to exactly zero, and none is zero: a programmer error otherwise.
 pub fn assert_zero_sum(postings: &[Posting]) {
     let sum: i128 = postings.iter().map(|posting| i128::from(posting.amount_minor)).sum();
@@ -86,5 +162,31 @@ mod tests {
         );
         assert_eq!(String::from_utf8(bytes.clone()).unwrap(), expected);
         assert!(canonical::check_canonical(&bytes).is_ok());
+        let leaf = decode(&bytes).unwrap();
+        assert_eq!(leaf.index, 7);
+        assert_eq!(leaf.postings, postings);
+        assert_eq!(leaf.content, OwnedContent::Command(envelope));
+    }
+
+    #[test]
+    fn leaves_that_are_not_quite_leaves_are_refused() {
+        let refused = |text: &str| assert!(decode(text.as_bytes()).is_err(), "{text}");
+        let good = r#"{"accepted_at":"1970-01-01T00:00:00.000Z","event":{"type":"genesis"},"index":0,"postings":[]}"#;
+        refused(good); // the genesis event lacks its fields
+        refused(
+            r#"{"accepted_at":"1970-01-01T00:00:00Z","command":{"body":"","key":"","sig":""},"index":0,"postings":[]}"#,
+        );
+        refused(r#"{"accepted_at":"1970-01-01T00:00:00.000Z","index":0,"postings":[]}"#);
+        refused(
+            r#"{"accepted_at":"1970-01-01T00:00:00.000Z","command":{"body":"","key":"","sig":""},"index":0,"postings":[{"account":"reserve","amount":"1.5"}]}"#,
+        );
+        refused(
+            r#"{"accepted_at":"1970-01-01T00:00:00.000Z","command":{"body":"","key":"","sig":""},"extra":1,"index":0,"postings":[]}"#,
+        );
+        refused(
+            r#"{"accepted_at":"1970-01-01T00:00:00.000Z","command":{"body":"","key":"","sig":""},"index":-1,"postings":[]}"#,
+        );
+        let fine = r#"{"accepted_at":"1970-01-01T00:00:00.000Z","command":{"body":"","key":"","sig":""},"index":0,"postings":[{"account":"reserve","amount":"-1.50"}]}"#;
+        assert_eq!(decode(fine.as_bytes()).unwrap().postings[0].amount_minor, -150);
     }
 }

@@ -151,6 +151,21 @@ pub fn format_minor(minor: i64) -> String {
     Decimal::new(minor, MINOR_DIGITS).to_string()
 }
 
+/// Parses a posting's amount: the canonical form [`format_minor`] writes ("-1.20",
+/// "3.00"), and nothing else.
+pub fn parse_signed_minor(text: &str) -> Result<i64, MoneyError> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let magnitude = parse_unsigned_minor(digits).map_err(|_| MoneyError::NotDecimal(text.to_owned()))?;
+    let minor = if negative { -magnitude } else { magnitude };
+    if format_minor(minor) != text {
+        return Err(MoneyError::NotDecimal(text.to_owned()));
+    }
+    Ok(minor)
+}
+
 /// Parses an unsigned decimal string with at most two decimals into minor units.
 ///
 /// The grammar is `(0|[1-9][0-9]*)(\.[0-9]{1,2})?`: no sign, no exponent, no
@@ -251,6 +266,16 @@ mod tests {
         check_floor("--5", Err(MoneyError::Signed("-5".into())));
         check_floor("-", Err(MoneyError::Empty));
         check_floor("-abc", Err(MoneyError::NotDecimal("-abc".into())));
+    }
+
+    #[test]
+    fn posting_amounts_have_one_form() {
+        assert_eq!(parse_signed_minor("-1.20"), Ok(-120));
+        assert_eq!(parse_signed_minor("3.00"), Ok(300));
+        assert_eq!(parse_signed_minor("0.00"), Ok(0));
+        for text in ["-0.00", "3", "3.0", "+3.00", "03.00", "-", "", "1e2"] {
+            assert!(parse_signed_minor(text).is_err(), "{text}");
+        }
     }
 
     #[test]

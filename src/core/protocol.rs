@@ -8,11 +8,16 @@
 //! Whether the key is the account's, the seq the next one and the ledger ours is
 //! the state machine's business (`core::ledger`).
 
+use std::collections::HashMap;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 
 use crate::core::canonical::{self, JsonError};
 use crate::core::ids::{AccountId, IdError, Seq, Text};
@@ -242,6 +247,41 @@ pub fn open_envelope(bytes: &[u8]) -> Result<VerifiedCommand, ProtocolError> {
 
 /// Checks an already parsed envelope (as read from a leaf), down to the signature.
 pub fn verify_envelope(envelope: Envelope) -> Result<VerifiedCommand, ProtocolError> {
+    check_envelope(envelope)?.verify()
+}
+
+/// A command whose envelope and canonical body are well formed, and whose signature
+/// is still to be checked: singly with [`SignedCommand::verify`], or many at once
+/// with [`verify_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCommand {
+    envelope: Envelope,
+    body_bytes: Vec<u8>,
+    key: [u8; 32],
+    sig: [u8; 64],
+    tx: [u8; 32],
+    body: Body,
+}
+
+impl SignedCommand {
+    /// `verify_strict`, after refusing weak keys.
+    pub fn verify(self) -> Result<VerifiedCommand, ProtocolError> {
+        verify_signature(&self.key, &self.sig, &self.body_bytes)?;
+        Ok(self.verified())
+    }
+
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    fn verified(self) -> VerifiedCommand {
+        let SignedCommand { envelope, body_bytes, key, tx, body, .. } = self;
+        VerifiedCommand { envelope, body_bytes, key, tx, body }
+    }
+}
+
+/// Checks everything of an envelope but its signature.
+pub fn check_envelope(envelope: Envelope) -> Result<SignedCommand, ProtocolError> {
     let key_bytes = decode_base64("key", &envelope.key)?;
     let sig_bytes = decode_base64("sig", &envelope.sig)?;
     let body_bytes = decode_base64("body", &envelope.body)?;
@@ -251,9 +291,101 @@ pub fn verify_envelope(envelope: Envelope) -> Result<VerifiedCommand, ProtocolEr
         return Err(ProtocolError::BodyTooLarge(body_bytes.len()));
     }
     let body = parse_body(&body_bytes)?;
-    verify_signature(&key, &sig, &body_bytes)?;
     let tx: [u8; 32] = Sha256::digest(&body_bytes).into();
-    Ok(VerifiedCommand { envelope, body_bytes, key, tx, body })
+    Ok(SignedCommand { envelope, body_bytes, key, sig, tx, body })
+}
+
+/// Verifies many signatures at once; on failure, names the first that
+/// `verify_strict` refuses, as its position in `commands`.
+///
+/// The batch equation is the cofactorless one, `(Σ zᵢsᵢ)B = Σ zᵢRᵢ + Σ (zᵢkᵢ)Aᵢ`, with
+/// random 128-bit `zᵢ` derived from `seed` (pick it at random, after the signatures
+/// exist), terms of the same key merged, and `verify_strict`'s own point checks
+/// (canonical `s`, no small-order `A` or `R`). A valid batch proves each signature
+/// was made with its key; when the batch fails, `verify_strict` decides, one by one.
+pub fn verify_batch(
+    commands: Vec<SignedCommand>,
+    seed: &[u8; 32],
+) -> Result<Vec<VerifiedCommand>, (usize, ProtocolError)> {
+    if batch_equation_holds(&commands, seed) {
+        return Ok(commands.into_iter().map(SignedCommand::verified).collect());
+    }
+    commands
+        .into_iter()
+        .enumerate()
+        .map(|(position, command)| command.verify().map_err(|error| (position, error)))
+        .collect()
+}
+
+fn batch_equation_holds(commands: &[SignedCommand], seed: &[u8; 32]) -> bool {
+    let items = commands.iter().map(|command| BatchItem {
+        key: &command.key,
+        sig: &command.sig,
+        message: [MESSAGE_PREFIX, &command.body_bytes],
+    });
+    batch_holds(items, seed)
+}
+
+/// One signature of a batch: the message is the concatenation of its two parts.
+struct BatchItem<'a> {
+    key: &'a [u8; 32],
+    sig: &'a [u8; 64],
+    message: [&'a [u8]; 2],
+}
+
+fn batch_holds<'a>(items: impl Iterator<Item = BatchItem<'a>>, seed: &[u8; 32]) -> bool {
+    let mut basepoint_scalar = Scalar::ZERO;
+    let mut scalars = Vec::new();
+    let mut points = Vec::new();
+    let mut keys: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut key_terms: Vec<(Scalar, EdwardsPoint)> = Vec::new();
+    for (position, item) in items.enumerate() {
+        let Some(key_point) = CompressedEdwardsY(*item.key).decompress().filter(|point| !point.is_small_order()) else {
+            return false;
+        };
+        let r_bytes: [u8; 32] = item.sig[..32].try_into().expect("32 bytes");
+        let Some(r_point) = CompressedEdwardsY(r_bytes).decompress().filter(|point| !point.is_small_order()) else {
+            return false;
+        };
+        let s_bytes: [u8; 32] = item.sig[32..].try_into().expect("32 bytes");
+        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else {
+            return false;
+        };
+        let mut hasher = Sha512::new();
+        hasher.update(r_bytes);
+        hasher.update(item.key);
+        for part in item.message {
+            hasher.update(part);
+        }
+        let k = Scalar::from_bytes_mod_order_wide(&hasher.finalize().into());
+        let z = batch_coefficient(seed, position as u64);
+        basepoint_scalar += z * s;
+        scalars.push(z);
+        points.push(r_point);
+        let slot = *keys.entry(*item.key).or_insert_with(|| {
+            key_terms.push((Scalar::ZERO, key_point));
+            key_terms.len() - 1
+        });
+        key_terms[slot].0 += z * k;
+    }
+    scalars.push(-basepoint_scalar);
+    points.push(curve25519_dalek::constants::ED25519_BASEPOINT_POINT);
+    for (scalar, point) in key_terms {
+        scalars.push(scalar);
+        points.push(point);
+    }
+    EdwardsPoint::vartime_multiscalar_mul(scalars, points).is_identity()
+}
+
+/// The batch's random coefficient for one signature: 128 bits of SHA-512(seed ‖ position).
+fn batch_coefficient(seed: &[u8; 32], position: u64) -> Scalar {
+    let mut hasher = Sha512::new();
+    hasher.update(seed);
+    hasher.update(position.to_le_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(&digest[..16]);
+    Scalar::from_bytes_mod_order(bytes)
 }
 
 /// The message an Ed25519 signature covers: the prefix, then the body bytes.
@@ -537,6 +669,79 @@ mod tests {
         for account in ["operator", "reserve"] {
             let envelope = sign_body(&key(1), &register(account));
             assert_eq!(open_envelope(&envelope_bytes(&envelope)).unwrap_err().code(), "invalid_field");
+        }
+    }
+
+    fn signed(key: &SigningKey, amount: &str) -> SignedCommand {
+        check_envelope(sign_body(key, &transfer(amount))).unwrap()
+    }
+
+    #[test]
+    fn a_batch_verifies_what_verify_strict_verifies_and_names_the_first_failure() {
+        let seed = [5u8; 32];
+        let keys: Vec<SigningKey> = (1..=4).map(key).collect();
+        let good: Vec<SignedCommand> = (0..40).map(|n| signed(&keys[n % 4], &format!("{}.00", n + 1))).collect();
+        assert_eq!(verify_batch(good.clone(), &seed).unwrap().len(), 40);
+        assert!(verify_batch(Vec::new(), &seed).unwrap().is_empty());
+        // One signature over another body, at position 17.
+        let mut bad = good.clone();
+        bad[17].sig = good[18].sig;
+        assert_eq!(verify_batch(bad, &seed).unwrap_err(), (17, ProtocolError::BadSignature));
+        // A signature with a non-canonical s (s + ℓ) is refused as verify_strict does.
+        let mut malleable = good.clone();
+        let s = Scalar::from_canonical_bytes(malleable[3].sig[32..].try_into().unwrap()).unwrap();
+        let ell_plus_s = add_group_order(s.to_bytes());
+        malleable[3].sig[32..].copy_from_slice(&ell_plus_s);
+        assert_eq!(verify_batch(malleable, &seed).unwrap_err().0, 3);
+        // A weak key.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut weak = good;
+        weak[39].key = identity;
+        assert_eq!(verify_batch(weak, &seed).unwrap_err(), (39, ProtocolError::WeakKey));
+    }
+
+    /// The little-endian bytes of `s + ℓ`, where ℓ is the group order.
+    fn add_group_order(s: [u8; 32]) -> [u8; 32] {
+        let ell: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut sum = [0u8; 32];
+        let mut carry = 0u16;
+        for at in 0..32 {
+            let total = u16::from(s[at]) + u16::from(ell[at]) + carry;
+            sum[at] = total as u8;
+            carry = total >> 8;
+        }
+        sum
+    }
+
+    /// Wycheproof's Ed25519 vectors through the batch equation: each valid signature
+    /// passes alone and among valid ones; each invalid one fails the batch it is in.
+    #[test]
+    fn wycheproof_vectors_in_batches() {
+        use wycheproof::TestResult;
+        let test_set = wycheproof::eddsa::TestSet::load(wycheproof::eddsa::TestName::Ed25519).unwrap();
+        let mut cases = Vec::new();
+        for group in test_set.test_groups {
+            let key: [u8; 32] = group.key.pk.as_ref().try_into().unwrap();
+            for test in group.tests {
+                let Ok(sig) = <[u8; 64]>::try_from(test.sig.as_ref()) else { continue };
+                cases.push((key, sig, test.msg.to_vec(), test.result == TestResult::Valid, test.tc_id));
+            }
+        }
+        fn item(case: &([u8; 32], [u8; 64], Vec<u8>, bool, usize)) -> BatchItem<'_> {
+            BatchItem { key: &case.0, sig: &case.1, message: [case.2.as_slice(), &[]] }
+        }
+        let valid: Vec<_> = cases.iter().filter(|case| case.3).collect();
+        assert!(valid.len() > 10 && cases.len() > 100);
+        assert!(batch_holds(valid.iter().map(|case| item(case)), &[1; 32]), "all valid ones together");
+        for case in &cases {
+            let alone = batch_holds(std::iter::once(item(case)), &[2; 32]);
+            assert_eq!(alone, case.3, "wycheproof {} alone", case.4);
+            let with_valid = batch_holds(valid.iter().map(|v| item(v)).chain(std::iter::once(item(case))), &[3; 32]);
+            assert_eq!(with_valid, case.3, "wycheproof {} among valid ones", case.4);
         }
     }
 

@@ -24,7 +24,7 @@ use crate::core::ids::AccountId;
 use crate::core::protocol::{self, ENVELOPE_BYTES_MAX};
 use crate::http::error::ApiError;
 use crate::store::StoreError;
-use crate::store::read::{PAGE_POSTINGS_MAX, Reader};
+use crate::store::read::{PAGE_LEAVES_MAX, PAGE_POSTINGS_MAX, Reader};
 use crate::store::writer::WriterHandle;
 
 /// Largest request body: one envelope.
@@ -43,6 +43,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/ledger"),
     ("GET", "/v1/accounts/{id}"),
     ("GET", "/v1/accounts/{id}/postings"),
+    ("GET", "/v1/checkpoint"),
+    ("GET", "/v1/log"),
+    ("GET", "/v1/proof/inclusion"),
+    ("GET", "/v1/proof/consistency"),
     ("GET", "/healthz"),
     ("GET", "/openapi.json"),
 ];
@@ -73,6 +77,19 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .and(warp::query::<PostingsQuery>())
         .and(with_app.clone())
         .then(get_postings);
+    let checkpoint = warp::path!("v1" / "checkpoint").and(warp::get()).and(with_app.clone()).then(get_checkpoint);
+    let log =
+        warp::path!("v1" / "log").and(warp::get()).and(warp::query::<LogQuery>()).and(with_app.clone()).then(get_log);
+    let inclusion = warp::path!("v1" / "proof" / "inclusion")
+        .and(warp::get())
+        .and(warp::query::<InclusionQuery>())
+        .and(with_app.clone())
+        .then(get_inclusion);
+    let consistency = warp::path!("v1" / "proof" / "consistency")
+        .and(warp::get())
+        .and(warp::query::<ConsistencyQuery>())
+        .and(with_app.clone())
+        .then(get_consistency);
     let health = warp::path!("healthz").and(warp::get()).and(with_app).then(get_health);
     let openapi = warp::path!("openapi.json")
         .and(warp::get())
@@ -83,6 +100,14 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .or(account)
         .unify()
         .or(postings)
+        .unify()
+        .or(checkpoint)
+        .unify()
+        .or(log)
+        .unify()
+        .or(inclusion)
+        .unify()
+        .or(consistency)
         .unify()
         .or(health)
         .unify()
@@ -221,6 +246,93 @@ async fn get_postings(id: String, query: PostingsQuery, app: Arc<App>) -> Respon
     match read(&app, move |reader| reader.postings(&account, before, limit)).await {
         Ok(Some(page)) => reply::json(&replies::postings(&page)).into_response(),
         Ok(None) => unknown_account(&id).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn out_of_range(message: String) -> Response {
+    ApiError::new(StatusCode::BAD_REQUEST, "out_of_range", message).into_response()
+}
+
+async fn get_checkpoint(app: Arc<App>) -> Response {
+    match read(&app, |reader| reader.checkpoint()).await {
+        Ok(note) => reply::with_header(note, "content-type", "text/plain; charset=utf-8").into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `?start=<first leaf>&end=<after the last leaf>`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    start: Option<u64>,
+    end: Option<u64>,
+}
+
+/// The exact bytes of leaves `start..end`, one per line (NDJSON). A page holds at most
+/// `PAGE_LEAVES_MAX` leaves and stops early at the end of the log.
+async fn get_log(query: LogQuery, app: Arc<App>) -> Response {
+    let start = query.start.unwrap_or(0);
+    let end = query.end.unwrap_or_else(|| start.saturating_add(PAGE_LEAVES_MAX));
+    if end < start {
+        return out_of_range(format!("end ({end}) is before start ({start})"));
+    }
+    let page = read(&app, move |reader| {
+        let size = reader.size()?;
+        if start > size {
+            return Ok(Err(size));
+        }
+        reader.leaves(start, end.min(size)).map(Ok)
+    })
+    .await;
+    match page {
+        Ok(Ok(leaves)) => {
+            let mut body = Vec::with_capacity(leaves.iter().map(|leaf| leaf.len() + 1).sum());
+            for leaf in leaves {
+                body.extend_from_slice(&leaf);
+                body.push(b'\n');
+            }
+            reply::with_header(body, "content-type", "application/x-ndjson").into_response()
+        }
+        Ok(Err(size)) => out_of_range(format!("start ({start}) is past the end of the log ({size} leaves)")),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `?index=<leaf>&size=<tree size>`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionQuery {
+    index: u64,
+    size: u64,
+}
+
+async fn get_inclusion(query: InclusionQuery, app: Arc<App>) -> Response {
+    let InclusionQuery { index, size } = query;
+    match read(&app, move |reader| reader.inclusion_proof(index, size)).await {
+        Ok(Some(hashes)) => reply::json(&replies::inclusion(index, size, &hashes)).into_response(),
+        Ok(None) => out_of_range(format!(
+            "leaf {index} in a tree of {size}: the index must be below the size, and the size at most the log's"
+        )),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `?from=<older size>&to=<newer size>`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+async fn get_consistency(query: ConsistencyQuery, app: Arc<App>) -> Response {
+    let ConsistencyQuery { from, to } = query;
+    match read(&app, move |reader| reader.consistency_proof(from, to)).await {
+        Ok(Some(hashes)) => reply::json(&replies::consistency(from, to, &hashes)).into_response(),
+        Ok(None) => {
+            out_of_range(format!("from {from} to {to}: the sizes must satisfy 0 < from <= to <= the log's size"))
+        }
         Err(error) => error.into_response(),
     }
 }

@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::core::leaf::Posting;
+use crate::core::merkle::Hash;
 use crate::core::money::format_minor;
 use crate::core::policy::{Currency, Policy};
 use crate::core::protocol::base64_encode;
@@ -133,4 +134,26 @@ pub struct HealthReply {
 
 pub fn health(view: &LedgerView) -> HealthReply {
     HealthReply { status: "ok", size: view.size }
+}
+
+#[derive(Serialize)]
+pub struct InclusionReply {
+    index: u64,
+    size: u64,
+    hashes: Vec<String>,
+}
+
+pub fn inclusion(index: u64, size: u64, hashes: &[Hash]) -> InclusionReply {
+    InclusionReply { index, size, hashes: hashes.iter().map(|hash| base64_encode(hash)).collect() }
+}
+
+#[derive(Serialize)]
+pub struct ConsistencyReply {
+    from: u64,
+    to: u64,
+    hashes: Vec<String>,
+}
+
+pub fn consistency(from: u64, to: u64, hashes: &[Hash]) -> ConsistencyReply {
+    ConsistencyReply { from, to, hashes: hashes.iter().map(|hash| base64_encode(hash)).collect() }
 }

@@ -188,16 +188,18 @@ pub fn load_state(connection: &Connection) -> Result<State, StoreError> {
     }
     let last_accepted_at = Timestamp::parse_canonical(&last_accepted_at).map_err(corrupt)?;
     let totals = Totals { size: to_u64(size)?, last_accepted_at, issued, redeemed };
-    let mut statement =
-        connection.prepare("SELECT account, key, name, status, balance, held, floor, next_seq FROM accounts")?;
-    let accounts = statement
-        .query_map([], account_from_row)?
-        .collect::<Result<Vec<Result<Account, StoreError>>, _>>()?
-        .into_iter()
-        .collect::<Result<Vec<Account>, StoreError>>()?;
+    let accounts = load_accounts(connection)?;
     // restore() asserts the invariants; a database that breaks them was changed
     // behind the service's back, and refusing to start is the right answer.
     State::restore(&genesis, accounts.into_iter(), totals).map_err(corrupt)
+}
+
+/// Every account row, as stored.
+pub fn load_accounts(connection: &Connection) -> Result<Vec<Account>, StoreError> {
+    let mut statement =
+        connection.prepare("SELECT account, key, name, status, balance, held, floor, next_seq FROM accounts")?;
+    let rows = statement.query_map([], account_from_row)?.collect::<Result<Vec<Result<Account, StoreError>>, _>>()?;
+    rows.into_iter().collect()
 }
 
 /// Inserts or replaces an account's row from the state.

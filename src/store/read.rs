@@ -10,13 +10,16 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::core::ids::AccountId;
+use crate::core::merkle::{self, Hash, ProofError};
 use crate::core::policy::{Genesis, Policy};
-use crate::store::{self, StoreError, to_i64, to_u64};
+use crate::store::{self, SqlNodes, StoreError, to_i64, to_u64};
 
 /// Idle read connections kept open for reuse.
 pub const READERS_IDLE_MAX: usize = 8;
 /// Most postings in one page of an account's history.
 pub const PAGE_POSTINGS_MAX: u32 = 200;
+/// Most leaves in one page of the log.
+pub const PAGE_LEAVES_MAX: u64 = 1000;
 
 /// `GET /v1/ledger`: the ledger's founding facts, its policy and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +109,55 @@ impl Reader {
         self.with(|connection| account(connection, id))
     }
 
+    /// The latest signed checkpoint.
+    pub fn checkpoint(&self) -> Result<String, StoreError> {
+        self.with(|connection| {
+            let note: Option<String> =
+                connection.query_row("SELECT checkpoint FROM ledger WHERE id = 1", [], |row| row.get(0))?;
+            note.ok_or_else(|| StoreError::Corrupt("the ledger has no checkpoint".into()))
+        })
+    }
+
+    /// The exact bytes of leaves `start..end`, at most [`PAGE_LEAVES_MAX`] of them.
+    pub fn leaves(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let end = end.min(start.saturating_add(PAGE_LEAVES_MAX));
+        self.with(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT bytes FROM leaves WHERE leaf_index >= ?1 AND leaf_index < ?2 ORDER BY leaf_index",
+            )?;
+            let rows = statement.query_map(params![to_i64(start)?, to_i64(end)?], |row| row.get::<_, Vec<u8>>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// The log's size now.
+    pub fn size(&self) -> Result<u64, StoreError> {
+        self.with(current_size)
+    }
+
+    /// The inclusion proof of leaf `index` in the tree of `size` leaves; `None` when
+    /// the request is out of range (`size` larger than the log, or `index ≥ size`).
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Option<Vec<Hash>>, StoreError> {
+        self.with(|connection| {
+            let snapshot = connection.unchecked_transaction()?;
+            if size > current_size(&snapshot)? {
+                return Ok(None);
+            }
+            proof_or_none(merkle::inclusion_proof(&SqlNodes(&snapshot), index, size))
+        })
+    }
+
+    /// The consistency proof from the tree of `from` leaves to the tree of `to`.
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Option<Vec<Hash>>, StoreError> {
+        self.with(|connection| {
+            let snapshot = connection.unchecked_transaction()?;
+            if to > current_size(&snapshot)? {
+                return Ok(None);
+            }
+            proof_or_none(merkle::consistency_proof(&SqlNodes(&snapshot), from, to))
+        })
+    }
+
     pub fn postings(
         &self,
         id: &AccountId,
@@ -113,6 +165,18 @@ impl Reader {
         limit: u32,
     ) -> Result<Option<PostingsPage>, StoreError> {
         self.with(|connection| postings(connection, id, before, limit))
+    }
+}
+
+fn current_size(connection: &Connection) -> Result<u64, StoreError> {
+    to_u64(connection.query_row("SELECT size FROM ledger WHERE id = 1", [], |row| row.get(0))?)
+}
+
+fn proof_or_none(proof: Result<Vec<Hash>, ProofError<StoreError>>) -> Result<Option<Vec<Hash>>, StoreError> {
+    match proof {
+        Ok(hashes) => Ok(Some(hashes)),
+        Err(ProofError::OutOfRange(_)) => Ok(None),
+        Err(ProofError::Nodes(error)) => Err(error),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, the real service over real HTTP on 127.0.0.1,
 //! a real SQLite file in a temporary folder, real signatures.
 
+mod audit;
 mod cli;
 mod commands;
 mod concurrency;
