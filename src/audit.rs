@@ -130,9 +130,22 @@ impl fmt::Display for Report {
 
 /// A leaf made ready in parallel: decoded, hashed, its command's signature checked.
 struct Prepared {
-    leaf: Leaf,
+    leaf: Decoded,
     hash: Hash,
     command: Option<VerifiedCommand>,
+}
+
+/// A leaf's fields, its envelope moved into its checked command.
+struct Decoded {
+    index: u64,
+    accepted_at: Timestamp,
+    content: Kind,
+    postings: Vec<Posting>,
+}
+
+enum Kind {
+    Command,
+    Event(Box<Event>),
 }
 
 /// Replays a log, chunk by chunk.
@@ -172,19 +185,16 @@ impl Auditor {
 
     /// Checks the next leaves of the log, in order.
     pub fn feed(&mut self, leaves: Vec<Vec<u8>>) -> Result<(), Failure> {
-        let first = self.frontier.size();
-        let (strict, seed) = (self.options.strict, self.options.seed);
-        let middle = leaves.len() / 2;
-        let (left, right) = leaves.split_at(middle);
-        let (left, right) = std::thread::scope(|scope| {
-            let right = scope.spawn(|| prepare(right, first + middle as u64, strict, &seed));
-            let left = prepare(left, first, strict, &seed);
-            (left, right.join().expect("a preparing thread panicked"))
-        });
-        for prepared in left?.into_iter().chain(right?) {
+        let prepared = prepare_parallel(&leaves, self.frontier.size(), self.options.strict, &self.options.seed);
+        self.replay_chunk(prepared)
+    }
+
+    /// Replays a prepared chunk: its ready leaves, then the failure found in it, if any.
+    fn replay_chunk(&mut self, chunk: PreparedChunk) -> Result<(), Failure> {
+        for prepared in chunk.ready {
             self.replay(prepared)?;
         }
-        Ok(())
+        chunk.failure.map_or(Ok(()), Err)
     }
 
     /// Replays one prepared leaf through the state machine.
@@ -205,7 +215,7 @@ impl Auditor {
             return Err(Failure::at(index, "its postings do not sum to zero (or one of them is zero)"));
         }
         match (&leaf.content, command) {
-            (OwnedContent::Event(event), None) if index == 0 && matches!(**event, Event::Genesis(_)) => {
+            (Kind::Event(event), None) if index == 0 && matches!(**event, Event::Genesis(_)) => {
                 let Event::Genesis(genesis) = &**event;
                 let state = State::from_genesis(genesis, leaf.accepted_at)
                     .map_err(|error| Failure::at(0, error.to_string()))?;
@@ -219,10 +229,10 @@ impl Auditor {
                 }
                 self.state = Some(state);
             }
-            (OwnedContent::Event(event), None) => {
+            (Kind::Event(event), None) => {
                 return Err(Failure::at(index, format!("a \"{}\" event may only be leaf 0", event.kind())));
             }
-            (OwnedContent::Command(_), Some(command)) => {
+            (Kind::Command, Some(command)) => {
                 let state =
                     self.state.as_mut().ok_or_else(|| Failure::at(index, "the log does not start with a genesis"))?;
                 let outcome = ledger::apply(state, &command, leaf.accepted_at).map_err(|refusal| {
@@ -246,9 +256,12 @@ impl Auditor {
             _ => unreachable!("prepare() verifies exactly the command leaves"),
         }
         for posting in &leaf.postings {
-            let sums = self.posting_sums.entry(posting.account.clone()).or_default();
-            sums.0 += posting.amount_minor;
-            sums.1 += 1;
+            match self.posting_sums.get_mut(&posting.account) {
+                Some(sums) => *sums = (sums.0 + posting.amount_minor, sums.1 + 1),
+                None => {
+                    self.posting_sums.insert(posting.account.clone(), (posting.amount_minor, 1));
+                }
+            }
         }
         self.last_accepted_at = leaf.accepted_at;
         self.frontier.push(hash);
@@ -339,23 +352,47 @@ fn check_final_state(state: &State) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Decodes, hashes and verifies a run of leaves; the first failure by position wins.
-fn prepare(leaves: &[Vec<u8>], first: u64, strict: bool, seed: &[u8; 32]) -> Result<Vec<Prepared>, Failure> {
+/// Leaves decoded and verified, up to the first one that failed (if any).
+struct PreparedChunk {
+    ready: Vec<Prepared>,
+    failure: Option<Failure>,
+}
+
+/// [`prepare`] on two threads, one half each.
+fn prepare_parallel(leaves: &[Vec<u8>], first: u64, strict: bool, seed: &[u8; 32]) -> PreparedChunk {
+    let middle = leaves.len() / 2;
+    let (left, right) = leaves.split_at(middle);
+    let (mut left, right) = std::thread::scope(|scope| {
+        let right = scope.spawn(|| prepare(right, first + middle as u64, strict, seed));
+        let left = prepare(left, first, strict, seed);
+        (left, right.join().expect("a preparing thread panicked"))
+    });
+    if left.failure.is_none() {
+        left.ready.extend(right.ready);
+        left.failure = right.failure;
+    }
+    left
+}
+
+/// Decodes, hashes and verifies a run of leaves, stopping at the first that fails.
+fn prepare(leaves: &[Vec<u8>], first: u64, strict: bool, seed: &[u8; 32]) -> PreparedChunk {
     let mut decoded = Vec::with_capacity(leaves.len());
     let mut signed = Vec::new();
     let mut failure = None;
     for (offset, bytes) in leaves.iter().enumerate() {
         let index = first + offset as u64;
         let checked = leaf::decode(bytes).map_err(|error| Failure::at(index, error.to_string())).and_then(|leaf| {
-            let command = match &leaf.content {
+            let Leaf { index: claimed, accepted_at, content, postings } = leaf;
+            let (content, command) = match content {
                 OwnedContent::Command(envelope) => {
-                    Some(protocol::check_envelope(envelope.clone()).map_err(|error| {
+                    let command = protocol::check_envelope(envelope).map_err(|error| {
                         Failure::at(index, format!("its command is refused ({}): {error}", error.code()))
-                    })?)
+                    })?;
+                    (Kind::Command, Some(command))
                 }
-                OwnedContent::Event(_) => None,
+                OwnedContent::Event(event) => (Kind::Event(event), None),
             };
-            Ok((leaf, command))
+            Ok((Decoded { index: claimed, accepted_at, content, postings }, command))
         });
         match checked {
             Ok((leaf, command)) => {
@@ -370,47 +407,34 @@ fn prepare(leaves: &[Vec<u8>], first: u64, strict: bool, seed: &[u8; 32]) -> Res
             }
         }
     }
-    // Signatures before a decoding failure come first: a bad one among them is the
-    // first failure.
     let positions: Vec<usize> = signed.iter().map(|(position, _)| *position).collect();
     let commands: Vec<SignedCommand> = signed.into_iter().map(|(_, command)| command).collect();
-    let verified = verify_signatures(commands, strict, seed).map_err(|(at, error)| {
-        Failure::at(first + positions[at] as u64, format!("its signature is refused ({}): {error}", error.code()))
-    })?;
-    if let Some(failure) = failure {
-        return Err(failure);
+    let (verified, refused) =
+        if strict { protocol::verify_each(commands) } else { protocol::verify_batch(commands, seed) };
+    // A bad signature before a decoding failure is the first failure.
+    let mut usable = decoded.len();
+    if let Some((at, error)) = refused {
+        usable = positions[at];
+        let reason = format!("its signature is refused ({}): {error}", error.code());
+        failure = Some(Failure::at(first + usable as u64, reason));
     }
     let mut verified = verified.into_iter();
     let mut next_signed = positions.into_iter().peekable();
-    let prepared = decoded
+    let ready = decoded
         .into_iter()
+        .take(usable)
         .enumerate()
         .map(|(position, (leaf, hash))| {
             let command = if next_signed.peek() == Some(&position) {
                 next_signed.next();
-                verified.next()
+                Some(verified.next().expect("every command before the failure was verified"))
             } else {
                 None
             };
             Prepared { leaf, hash, command }
         })
         .collect();
-    Ok(prepared)
-}
-
-fn verify_signatures(
-    commands: Vec<SignedCommand>,
-    strict: bool,
-    seed: &[u8; 32],
-) -> Result<Vec<VerifiedCommand>, (usize, protocol::ProtocolError)> {
-    if strict {
-        return commands
-            .into_iter()
-            .enumerate()
-            .map(|(at, command)| command.verify().map_err(|error| (at, error)))
-            .collect();
-    }
-    protocol::verify_batch(commands, seed)
+    PreparedChunk { ready, failure }
 }
 
 fn describe(postings: &[Posting]) -> String {
@@ -438,6 +462,9 @@ pub trait Source {
 
 /// Audits everything `source` holds; `progress` is told how far it got. Returns the
 /// report and the auditor, whose replayed state can be compared with a database's.
+///
+/// Chunks go through a pipeline: while one chunk is replayed on this thread, the next
+/// is decoded and its signatures verified on two others.
 pub fn run(
     source: &mut dyn Source,
     options: Options,
@@ -445,17 +472,36 @@ pub fn run(
 ) -> Result<(Report, Auditor), Failure> {
     let note = source.checkpoint()?;
     let size = claimed_size(&note)?;
+    let (strict, seed) = (options.strict, options.seed);
     let mut auditor = Auditor::new(options)?;
-    while auditor.size() < size {
-        let leaves = source.next_leaves(auditor.size(), size)?;
-        if leaves.is_empty() {
-            return Err(Failure::ledger(format!(
-                "the log ends after {} leaves, before the checkpoint's {size}",
-                auditor.size()
-            )));
-        }
-        auditor.feed(leaves)?;
+    let mut fetched = 0u64;
+    let mut pending: Option<PreparedChunk> = None;
+    loop {
+        let next = if fetched < size {
+            let leaves = source.next_leaves(fetched, size)?;
+            if leaves.is_empty() {
+                return Err(Failure::ledger(format!(
+                    "the log ends after {fetched} leaves, before the checkpoint's {size}"
+                )));
+            }
+            Some(leaves)
+        } else {
+            None
+        };
+        let first = fetched;
+        fetched += next.as_ref().map_or(0, |leaves| leaves.len() as u64);
+        let (prepared, replayed) = std::thread::scope(|scope| {
+            let preparing =
+                next.as_ref().map(|leaves| scope.spawn(move || prepare_parallel(leaves, first, strict, &seed)));
+            let replayed = pending.take().map_or(Ok(()), |chunk| auditor.replay_chunk(chunk));
+            (preparing.map(|thread| thread.join().expect("a preparing thread panicked")), replayed)
+        });
+        replayed?;
         progress(auditor.size(), size);
+        match prepared {
+            Some(chunk) => pending = Some(chunk),
+            None => break,
+        }
     }
     let report = auditor.finish(&note)?;
     Ok((report, auditor))

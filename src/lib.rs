@@ -21,7 +21,10 @@
 //!                   -> receipt {index, tx, accepted_at, ...}
 //! ```
 //!
-//! Reads (`GET /v1/...`) go to read-only SQLite connections beside the writer (WAL).
+//! Each batch the writer commits also extends the log's Merkle tree (RFC 6962) and
+//! signs a checkpoint with the ledger key. Reads (`GET /v1/...`) go to read-only
+//! SQLite connections beside the writer (WAL). `covoit audit` replays a whole log
+//! through the same `core` and checks it against the signed checkpoint.
 //!
 //! # Codemap
 //!
@@ -33,20 +36,26 @@
 //!   - `ids.rs` — `AccountId`, `Seq`, `LedgerId`, `Text` (names, memos).
 //!   - `time.rs` — `Timestamp`: RFC 3339 UTC to the millisecond.
 //!   - `canonical.rs` — RFC 8785 canonical JSON and the duplicate-refusing parser.
-//!   - `protocol.rs` — envelope, signed message, body types, `open_envelope`, `sign_body`.
+//!   - `protocol.rs` — envelope, signed message, body types, `open_envelope`, `sign_body`,
+//!     batch verification.
 //!   - `policy.rs` — `Policy` (Ayen's defaults), `Currency`, the genesis event.
 //!   - `ledger.rs` — `State`, `apply` = `decide` + `commit`, `Refusal`, the invariants.
-//!   - `leaf.rs` — the leaf's exact bytes, `Posting`, the zero-sum assertion.
+//!   - `leaf.rs` — the leaf's exact bytes (`encode`, `decode`), `Posting`, the zero-sum assertion.
+//!   - `merkle.rs` — RFC 6962 hashes, the tree's right edge (`Frontier`), proofs.
+//!   - `checkpoint.rs` — C2SP checkpoints in signed notes: sign, open strictly.
 //! - `store/` — SQLite:
 //!   - `mod.rs` — connections and their pragmas, genesis, loading the state at start.
 //!   - `migrate.rs` — the numbered migrations of `sql/`, compiled in.
-//!   - `writer.rs` — the single writer thread, group commit, receipts, idempotency.
+//!   - `writer.rs` — the single writer thread, group commit, receipts, idempotency,
+//!     the tree and the checkpoint of each batch.
 //!   - `read.rs` — the read pool and the queries behind `GET` routes.
 //! - `http/` — warp:
 //!   - `mod.rs` — routes (`ROUTES`), handlers, body limits and timeouts.
 //!   - `error.rs` — `ApiError`, every status and code, the rejection handler.
 //!   - `replies.rs` — JSON shapes of successful replies.
 //!   - `openapi.json` — the API description served at `/openapi.json`.
+//! - `audit.rs` — the offline auditor (`covoit audit`), its sources (URL, database,
+//!   export) and `covoit export`.
 //! - `keys.rs` — key files (PKCS#8 PEM, mode 0600).
 //! - `client.rs` — the blocking HTTP client the CLI uses.
 //! - `clock.rs` — the system clock, or a manual one for tests.

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use serde::Serialize;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 /// Deepest nesting of arrays and objects accepted in a body; ours are two levels deep.
@@ -54,10 +54,61 @@ pub fn check_canonical(bytes: &[u8]) -> Result<Value, JsonError> {
     if let Some(number) = first_float(&value) {
         return Err(JsonError::FloatNumber(number.to_string()));
     }
-    if to_canonical_vec(&value) != bytes {
+    if !serializes_to(&value, bytes) {
         return Err(JsonError::NotCanonical);
     }
     Ok(value)
+}
+
+/// Parses canonical bytes straight into `T`: the fast path. Accepts exactly when `T`
+/// parses and serialises back to the same bytes, which rules out duplicate keys,
+/// floats where `T` has none, and every non-canonical spelling; `None` otherwise, and
+/// the caller takes the slow path to say precisely what is wrong.
+pub fn parse_canonical_typed<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Option<T> {
+    let value: T = serde_json::from_slice(bytes).ok()?;
+    serializes_to(&value, bytes).then_some(value)
+}
+
+/// The fastest path, for types whose serde form is already canonical: every struct's
+/// fields declared in sorted order, ASCII field names, no floats, no maps, no
+/// internally tagged enums. For such a type serde_json's compact output *is* the
+/// RFC 8785 form, so bytes that parse into it and serialise back unchanged are
+/// canonical, with no sorting done. Each such type has a test that compares its
+/// serde form with the RFC 8785 form, with every optional field present, so that a
+/// field declared out of order is caught.
+pub fn parse_presorted<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Option<T> {
+    let value: T = serde_json::from_slice(bytes).ok()?;
+    let mut comparer = Comparer { rest: bytes, same: true };
+    serde_json::to_writer(&mut comparer, &value).ok()?;
+    (comparer.same && comparer.rest.is_empty()).then_some(value)
+}
+
+/// Whether the RFC 8785 serialisation of `value` is exactly `expected`, compared as it
+/// is written, without building it.
+pub fn serializes_to<T: Serialize>(value: &T, expected: &[u8]) -> bool {
+    let mut comparer = Comparer { rest: expected, same: true };
+    let written = serde_json_canonicalizer::to_writer(value, &mut comparer);
+    written.is_ok() && comparer.same && comparer.rest.is_empty()
+}
+
+/// A writer that checks what is written against the expected bytes.
+struct Comparer<'a> {
+    rest: &'a [u8],
+    same: bool,
+}
+
+impl std::io::Write for Comparer<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self.rest.strip_prefix(bytes) {
+            Some(rest) if self.same => self.rest = rest,
+            _ => self.same = false,
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The first number in `value` that is not an integer, depth first.

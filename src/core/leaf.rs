@@ -90,19 +90,20 @@ pub enum LeafError {
     Posting(String),
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LeafWireOwned {
-    index: u64,
+    // Fields in sorted order: see `canonical::parse_presorted`.
     accepted_at: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     command: Option<Envelope>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     event: Option<Event>,
+    index: u64,
     postings: Vec<PostingWireOwned>,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PostingWireOwned {
     account: String,
@@ -113,8 +114,22 @@ struct PostingWireOwned {
 /// command or one event, canonical times and amounts. Whether its postings balance
 /// and match its command is for the state machine to say.
 pub fn decode(bytes: &[u8]) -> Result<Leaf, LeafError> {
-    let value = canonical::check_canonical(bytes).map_err(LeafError::Json)?;
-    let wire: LeafWireOwned = serde_json::from_value(value).map_err(|error| LeafError::Fields(error.to_string()))?;
+    // Events are internally tagged (their "type" comes first in serde's form), so
+    // only command leaves may take the presorted fast path.
+    let fast = canonical::parse_presorted::<LeafWireOwned>(bytes).filter(|wire| wire.event.is_none());
+    let wire = match fast {
+        Some(wire) => wire,
+        None => {
+            // The slow path, to say precisely what is wrong.
+            let value = canonical::check_canonical(bytes).map_err(LeafError::Json)?;
+            let wire: LeafWireOwned =
+                serde_json::from_value(value).map_err(|error| LeafError::Fields(error.to_string()))?;
+            if !canonical::serializes_to(&wire, bytes) {
+                return Err(LeafError::Json(JsonError::NotCanonical));
+            }
+            wire
+        }
+    };
     let content = match (wire.command, wire.event) {
         (Some(envelope), None) => OwnedContent::Command(envelope),
         (None, Some(event)) => OwnedContent::Event(Box::new(event)),
@@ -166,6 +181,42 @@ mod tests {
         assert_eq!(leaf.index, 7);
         assert_eq!(leaf.postings, postings);
         assert_eq!(leaf.content, OwnedContent::Command(envelope));
+    }
+
+    #[test]
+    fn the_serde_form_of_a_command_leaf_is_canonical() {
+        let wire = LeafWireOwned {
+            accepted_at: "1970-01-01T00:00:00.000Z".into(),
+            command: Some(Envelope { body: "Ym9keQ==".into(), key: "a2V5".into(), sig: "c2ln".into() }),
+            event: None,
+            index: 3,
+            postings: vec![PostingWireOwned { account: "reserve".into(), amount: "-1.00".into() }],
+        };
+        assert_eq!(serde_json::to_vec(&wire).unwrap(), canonical::to_canonical_vec(&wire));
+    }
+
+    #[test]
+    fn a_genesis_leaf_in_serde_order_is_not_canonical() {
+        let genesis = crate::core::policy::Genesis {
+            ledger: "covoit/test".into(),
+            currency: crate::core::policy::Currency::default(),
+            ledger_key: "a2V5".into(),
+            operator_key: "a2V5".into(),
+            policy: crate::core::policy::Policy::default(),
+        };
+        let event = Event::Genesis(genesis);
+        let canonical = encode(0, Timestamp::from_unix_ms(0), Content::Event(&event), &[]);
+        assert!(decode(&canonical).is_ok());
+        let wire = LeafWireOwned {
+            accepted_at: "1970-01-01T00:00:00.000Z".into(),
+            command: None,
+            event: Some(event),
+            index: 0,
+            postings: Vec::new(),
+        };
+        let serde_order = serde_json::to_vec(&wire).unwrap();
+        assert_ne!(serde_order, canonical);
+        assert!(decode(&serde_order).is_err(), "the presorted path must not take an event leaf");
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub struct State {
 pub enum GenesisError {
     #[error("the genesis names an invalid ledger id: {0}")]
     Ledger(String),
-    #[error("the genesis {0} is not a 32-byte Ed25519 public key in base64")]
+    #[error("the genesis {0} is not a strong Ed25519 public key (32 bytes in base64, canonical, not of small order)")]
     Key(&'static str),
     #[error("the genesis currency must have 2 decimals")]
     Decimals,
@@ -572,8 +572,11 @@ fn assert_account_invariants(account: &Account) {
     }
 }
 
+/// A genesis key: 32 bytes, canonically encoded, a curve point, not of small order.
 fn decode_key(text: &str) -> Option<[u8; 32]> {
-    protocol::base64_decode(text)?.try_into().ok()
+    let key: [u8; 32] = protocol::base64_decode(text)?.try_into().ok()?;
+    let point = ed25519_dalek::VerifyingKey::from_bytes(&key).ok()?;
+    (protocol::is_canonical_encoding(&key) && !point.is_weak()).then_some(key)
 }
 
 #[cfg(test)]

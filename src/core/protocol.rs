@@ -86,6 +86,72 @@ pub enum BodyWire {
     },
 }
 
+/// Every body field at once, in sorted order, for the fast path of [`parse_body`]
+/// (see `canonical::parse_presorted`): a flat struct parses in one pass, where the
+/// tagged [`BodyWire`] would buffer the body first.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BodyFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    amount: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    floor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ledger: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    memo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    not_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+impl BodyFields {
+    /// The body's command, when exactly its type's fields are present; `None` sends
+    /// the body down the slow path, which says what is wrong.
+    fn into_wire(self) -> Option<BodyWire> {
+        let BodyFields { account, amount, floor, ledger, memo, name, not_after, seq, target, to, kind } = self;
+        let (ledger, account, seq, not_after) = (ledger?, account?, seq?, not_after?);
+        let only = |present: &[bool]| present.iter().all(|present| !present);
+        let wire = match kind.as_str() {
+            "account.register"
+                if only(&[amount.is_some(), floor.is_some(), memo.is_some(), target.is_some(), to.is_some()]) =>
+            {
+                BodyWire::Register { ledger, account, seq, not_after, name: name? }
+            }
+            "account.approve"
+                if only(&[amount.is_some(), floor.is_some(), memo.is_some(), name.is_some(), to.is_some()]) =>
+            {
+                BodyWire::Approve { ledger, account, seq, not_after, target: target? }
+            }
+            "credit.set" if only(&[amount.is_some(), memo.is_some(), name.is_some(), to.is_some()]) => {
+                BodyWire::CreditSet { ledger, account, seq, not_after, target: target?, floor: floor? }
+            }
+            "issue" if only(&[floor.is_some(), name.is_some(), target.is_some()]) => {
+                BodyWire::Issue { ledger, account, seq, not_after, to: to?, amount: amount?, memo }
+            }
+            "transfer" if only(&[floor.is_some(), name.is_some(), target.is_some()]) => {
+                BodyWire::Transfer { ledger, account, seq, not_after, to: to?, amount: amount?, memo }
+            }
+            "redeem" if only(&[floor.is_some(), name.is_some(), target.is_some(), to.is_some()]) => {
+                BodyWire::Redeem { ledger, account, seq, not_after, amount: amount?, memo }
+            }
+            _ => return None,
+        };
+        Some(wire)
+    }
+}
+
 /// What a command asks for, with every field parsed into its domain type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -306,15 +372,24 @@ pub fn check_envelope(envelope: Envelope) -> Result<SignedCommand, ProtocolError
 pub fn verify_batch(
     commands: Vec<SignedCommand>,
     seed: &[u8; 32],
-) -> Result<Vec<VerifiedCommand>, (usize, ProtocolError)> {
+) -> (Vec<VerifiedCommand>, Option<(usize, ProtocolError)>) {
     if batch_equation_holds(&commands, seed) {
-        return Ok(commands.into_iter().map(SignedCommand::verified).collect());
+        return (commands.into_iter().map(SignedCommand::verified).collect(), None);
     }
-    commands
-        .into_iter()
-        .enumerate()
-        .map(|(position, command)| command.verify().map_err(|error| (position, error)))
-        .collect()
+    verify_each(commands)
+}
+
+/// `verify_strict` on each command in turn: the verified ones before the first
+/// failure, and that failure.
+pub fn verify_each(commands: Vec<SignedCommand>) -> (Vec<VerifiedCommand>, Option<(usize, ProtocolError)>) {
+    let mut verified = Vec::with_capacity(commands.len());
+    for (position, command) in commands.into_iter().enumerate() {
+        match command.verify() {
+            Ok(command) => verified.push(command),
+            Err(error) => return (verified, Some((position, error))),
+        }
+    }
+    (verified, None)
 }
 
 fn batch_equation_holds(commands: &[SignedCommand], seed: &[u8; 32]) -> bool {
@@ -335,16 +410,35 @@ struct BatchItem<'a> {
 
 fn batch_holds<'a>(items: impl Iterator<Item = BatchItem<'a>>, seed: &[u8; 32]) -> bool {
     let mut basepoint_scalar = Scalar::ZERO;
-    let mut scalars = Vec::new();
-    let mut points = Vec::new();
+    // One term per signature, one for the base point, one per key (few): sized up
+    // front, as growing vectors of points would copy them again and again.
+    let capacity = items.size_hint().0 + 64;
+    let mut scalars = Vec::with_capacity(capacity);
+    let mut points = Vec::with_capacity(capacity);
     let mut keys: HashMap<[u8; 32], usize> = HashMap::new();
     let mut key_terms: Vec<(Scalar, EdwardsPoint)> = Vec::new();
     for (position, item) in items.enumerate() {
-        let Some(key_point) = CompressedEdwardsY(*item.key).decompress().filter(|point| !point.is_small_order()) else {
-            return false;
+        // Each distinct key is decompressed once per batch: villages have few signers.
+        let slot = match keys.get(item.key) {
+            Some(&slot) => slot,
+            None => {
+                let decompressed = CompressedEdwardsY(*item.key).decompress();
+                let Some(point) =
+                    decompressed.filter(|point| is_canonical_encoding(item.key) && !point.is_small_order())
+                else {
+                    return false;
+                };
+                key_terms.push((Scalar::ZERO, point));
+                keys.insert(*item.key, key_terms.len() - 1);
+                key_terms.len() - 1
+            }
         };
         let r_bytes: [u8; 32] = item.sig[..32].try_into().expect("32 bytes");
-        let Some(r_point) = CompressedEdwardsY(r_bytes).decompress().filter(|point| !point.is_small_order()) else {
+        // verify_strict compares R's bytes with a computed, canonical R: a non-canonical
+        // encoding never passes it, so it must not pass here.
+        let decompressed = CompressedEdwardsY(r_bytes).decompress();
+        let Some(r_point) = decompressed.filter(|point| is_canonical_encoding(&r_bytes) && !point.is_small_order())
+        else {
             return false;
         };
         let s_bytes: [u8; 32] = item.sig[32..].try_into().expect("32 bytes");
@@ -362,10 +456,6 @@ fn batch_holds<'a>(items: impl Iterator<Item = BatchItem<'a>>, seed: &[u8; 32]) 
         basepoint_scalar += z * s;
         scalars.push(z);
         points.push(r_point);
-        let slot = *keys.entry(*item.key).or_insert_with(|| {
-            key_terms.push((Scalar::ZERO, key_point));
-            key_terms.len() - 1
-        });
         key_terms[slot].0 += z * k;
     }
     scalars.push(-basepoint_scalar);
@@ -398,12 +488,33 @@ pub fn signed_message(body_bytes: &[u8]) -> Vec<u8> {
 
 /// `verify_strict`, after refusing keys that are not points or are of small order.
 pub fn verify_signature(key: &[u8; 32], sig: &[u8; 64], body_bytes: &[u8]) -> Result<(), ProtocolError> {
+    if !is_canonical_encoding(key) {
+        return Err(ProtocolError::InvalidKey);
+    }
     let verifying_key = VerifyingKey::from_bytes(key).map_err(|_| ProtocolError::InvalidKey)?;
     if verifying_key.is_weak() {
         return Err(ProtocolError::WeakKey);
     }
     let signature = Signature::from_bytes(sig);
     verifying_key.verify_strict(&signed_message(body_bytes), &signature).map_err(|_| ProtocolError::BadSignature)
+}
+
+/// Whether a compressed Edwards point is written canonically: its y coordinate (the
+/// low 255 bits) below p = 2^255 − 19. A point has one such encoding; the few others
+/// (y + p) are refused, for keys and for `R`.
+pub fn is_canonical_encoding(point: &[u8; 32]) -> bool {
+    let mut y = *point;
+    y[31] &= 0x7f;
+    // Compare y with p = 7fff…ffed, most significant byte first.
+    let mut p = [0xffu8; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    for at in (0..32).rev() {
+        if y[at] != p[at] {
+            return y[at] < p[at];
+        }
+    }
+    false
 }
 
 /// Serialises a body in canonical form and signs it: what every client does.
@@ -455,11 +566,20 @@ fn json_error(part: &'static str, error: JsonError) -> ProtocolError {
 
 /// Parses body bytes: canonical JSON, then the wire struct, then the domain types.
 pub fn parse_body(body_bytes: &[u8]) -> Result<Body, ProtocolError> {
+    if let Some(wire) = canonical::parse_presorted::<BodyFields>(body_bytes).and_then(BodyFields::into_wire) {
+        return body_from_wire(wire);
+    }
+    // The slow path, to say precisely what is wrong.
     let value = canonical::check_canonical(body_bytes).map_err(|error| json_error("body", error))?;
     if !value.is_object() {
         return Err(ProtocolError::InvalidField("the body must be a JSON object".into()));
     }
     let wire = serde_json::from_value::<BodyWire>(value).map_err(classify_body_error)?;
+    if !canonical::serializes_to(&wire, body_bytes) {
+        // Canonical JSON, but not as a client writes this body: a null instead of an
+        // absent memo, say. One meaning has one spelling.
+        return Err(ProtocolError::NotCanonical(JsonError::NotCanonical));
+    }
     body_from_wire(wire)
 }
 
@@ -651,8 +771,90 @@ mod tests {
         check(&canonical.replace(r#","type":"transfer""#, ""), "invalid_field");
         check(&canonical.replace(r#""memo":"pain","#, ""), "ok");
         check(&canonical.replace(r#""memo":"pain""#, r#""memo":"""#), "invalid_field");
+        check(&canonical.replace(r#""memo":"pain""#, r#""memo":null"#), "not_canonical");
         check(r#"["transfer"]"#, "invalid_field");
         check("{", "malformed_json");
+    }
+
+    #[test]
+    fn the_serde_form_of_body_fields_is_canonical() {
+        let text = |name: &str| Some(format!("{name} \u{1f} é"));
+        let all = BodyFields {
+            account: text("account"),
+            amount: text("amount"),
+            floor: text("floor"),
+            ledger: text("ledger"),
+            memo: text("memo"),
+            name: text("name"),
+            not_after: text("not_after"),
+            seq: text("seq"),
+            target: text("target"),
+            to: text("to"),
+            kind: "transfer".into(),
+        };
+        assert_eq!(serde_json::to_vec(&all).unwrap(), canonical::to_canonical_vec(&all));
+    }
+
+    /// Every body takes the fast path and the slow path to the same answer.
+    #[test]
+    fn fast_and_slow_paths_agree() {
+        let bodies = [
+            transfer("1.00"),
+            BodyWire::Register {
+                ledger: "l".into(),
+                account: "0f8e2a5c-3b1d-4c6e-9a7f-2d4b6c8e0a1b".into(),
+                seq: "0".into(),
+                not_after: "2030-01-01T00:00:00Z".into(),
+                name: "Élise".into(),
+            },
+            BodyWire::Approve {
+                ledger: "l".into(),
+                account: "operator".into(),
+                seq: "1".into(),
+                not_after: "2030-01-01T00:00:00Z".into(),
+                target: "reserve".into(),
+            },
+            BodyWire::CreditSet {
+                ledger: "l".into(),
+                account: "operator".into(),
+                seq: "1".into(),
+                not_after: "2030-01-01T00:00:00Z".into(),
+                target: "reserve".into(),
+                floor: "-5".into(),
+            },
+            BodyWire::Issue {
+                ledger: "l".into(),
+                account: "operator".into(),
+                seq: "1".into(),
+                not_after: "2030-01-01T00:00:00Z".into(),
+                to: "reserve".into(),
+                amount: "5".into(),
+                memo: None,
+            },
+            BodyWire::Redeem {
+                ledger: "l".into(),
+                account: "operator".into(),
+                seq: "1".into(),
+                not_after: "2030-01-01T00:00:00Z".into(),
+                amount: "5".into(),
+                memo: Some("m".into()),
+            },
+        ];
+        for body in bodies {
+            let bytes = canonical::to_canonical_vec(&body);
+            let fast = canonical::parse_presorted::<BodyFields>(&bytes).and_then(BodyFields::into_wire);
+            assert_eq!(fast, Some(body.clone()), "fast path of {body:?}");
+            let value = canonical::check_canonical(&bytes).unwrap();
+            assert_eq!(serde_json::from_value::<BodyWire>(value).unwrap(), body, "slow path");
+        }
+        // A field of another type sends the body down the slow path, which refuses it.
+        let with_name = String::from_utf8(canonical::to_canonical_vec(&transfer("1.00")))
+            .unwrap()
+            .replace(r#""memo":"pain""#, r#""memo":"pain","name":"x""#);
+        assert!(
+            canonical::parse_presorted::<BodyFields>(with_name.as_bytes()).and_then(BodyFields::into_wire).is_none()
+        );
+        assert_eq!(parse_body(with_name.as_bytes()).unwrap_err().code(), "unknown_field");
     }
 
     #[test]
@@ -681,24 +883,26 @@ mod tests {
         let seed = [5u8; 32];
         let keys: Vec<SigningKey> = (1..=4).map(key).collect();
         let good: Vec<SignedCommand> = (0..40).map(|n| signed(&keys[n % 4], &format!("{}.00", n + 1))).collect();
-        assert_eq!(verify_batch(good.clone(), &seed).unwrap().len(), 40);
-        assert!(verify_batch(Vec::new(), &seed).unwrap().is_empty());
+        let (verified, failure) = verify_batch(good.clone(), &seed);
+        assert_eq!((verified.len(), failure), (40, None));
+        assert!(verify_batch(Vec::new(), &seed).0.is_empty());
         // One signature over another body, at position 17.
         let mut bad = good.clone();
         bad[17].sig = good[18].sig;
-        assert_eq!(verify_batch(bad, &seed).unwrap_err(), (17, ProtocolError::BadSignature));
+        let (verified, failure) = verify_batch(bad, &seed);
+        assert_eq!((verified.len(), failure), (17, Some((17, ProtocolError::BadSignature))));
         // A signature with a non-canonical s (s + ℓ) is refused as verify_strict does.
         let mut malleable = good.clone();
         let s = Scalar::from_canonical_bytes(malleable[3].sig[32..].try_into().unwrap()).unwrap();
         let ell_plus_s = add_group_order(s.to_bytes());
         malleable[3].sig[32..].copy_from_slice(&ell_plus_s);
-        assert_eq!(verify_batch(malleable, &seed).unwrap_err().0, 3);
+        assert_eq!(verify_batch(malleable, &seed).1.unwrap().0, 3);
         // A weak key.
         let mut identity = [0u8; 32];
         identity[0] = 1;
         let mut weak = good;
         weak[39].key = identity;
-        assert_eq!(verify_batch(weak, &seed).unwrap_err(), (39, ProtocolError::WeakKey));
+        assert_eq!(verify_batch(weak, &seed).1, Some((39, ProtocolError::WeakKey)));
     }
 
     /// The little-endian bytes of `s + ℓ`, where ℓ is the group order.
@@ -743,6 +947,26 @@ mod tests {
             let with_valid = batch_holds(valid.iter().map(|v| item(v)).chain(std::iter::once(item(case))), &[3; 32]);
             assert_eq!(with_valid, case.3, "wycheproof {} among valid ones", case.4);
         }
+    }
+
+    #[test]
+    fn canonical_point_encodings() {
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        assert!(!is_canonical_encoding(&p), "y = p");
+        let mut p_plus_2 = p;
+        p_plus_2[0] = 0xef;
+        assert!(!is_canonical_encoding(&p_plus_2), "y = p + 2");
+        let mut p_minus_1 = p;
+        p_minus_1[0] = 0xec;
+        assert!(is_canonical_encoding(&p_minus_1), "y = p - 1");
+        let mut with_sign = p_minus_1;
+        with_sign[31] |= 0x80;
+        assert!(is_canonical_encoding(&with_sign), "the sign bit is not part of y");
+        assert!(is_canonical_encoding(key(1).verifying_key().as_bytes()));
+        // y = p + 2 ≡ 2 written the long way, as a key: refused before any curve math.
+        assert_eq!(verify_signature(&p_plus_2, &[0; 64], b"{}"), Err(ProtocolError::InvalidKey));
     }
 
     #[test]

@@ -39,6 +39,11 @@ impl Timestamp {
         if !text.ends_with('Z') || text.as_bytes().get(10) != Some(&b'T') || text.len() > 40 {
             return Err(error());
         }
+        // RFC 3339 allows a leap second (":60"), which the parser would fold into the
+        // next instant; no covoit time has one.
+        if text.get(17..19) == Some("60") {
+            return Err(error());
+        }
         let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| error())?;
         let unix_ms = parsed.unix_timestamp_nanos().div_euclid(1_000_000);
         let unix_ms = i64::try_from(unix_ms).map_err(|_| error())?;
@@ -100,6 +105,9 @@ mod tests {
         check("2026-11-25T18:00Z", None);
         check("2026-13-25T18:00:00Z", None);
         check("tomorrow", None);
+        check("2016-12-31T23:59:60Z", None);
+        check("2026-11-25t18:00:00Z", None);
+        check("2026-11-25T18:00:00z", None);
         check("", None);
     }
 
