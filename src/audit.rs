@@ -215,8 +215,10 @@ impl Auditor {
             return Err(Failure::at(index, "its postings do not sum to zero (or one of them is zero)"));
         }
         match (&leaf.content, command) {
-            (Kind::Event(event), None) if index == 0 && matches!(**event, Event::Genesis(_)) => {
-                let Event::Genesis(genesis) = &**event;
+            (Kind::Event(event), None) if index == 0 => {
+                let Event::Genesis(genesis) = &**event else {
+                    return Err(Failure::at(0, "the log does not start with a genesis"));
+                };
                 let state = State::from_genesis(genesis, leaf.accepted_at)
                     .map_err(|error| Failure::at(0, error.to_string()))?;
                 if let Some(expected) = self.options.ledger_key {
@@ -230,6 +232,7 @@ impl Auditor {
                 self.state = Some(state);
             }
             (Kind::Event(event), None) => {
+                // Replaced below by the ride events' replay.
                 return Err(Failure::at(index, format!("a \"{}\" event may only be leaf 0", event.kind())));
             }
             (Kind::Command, Some(command)) => {

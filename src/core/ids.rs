@@ -29,6 +29,10 @@ pub enum IdError {
     Ledger(String),
     #[error("the {field} must be 1 to 140 characters, without control characters or spaces at either end")]
     Text { field: &'static str },
+    #[error(
+        "the {field} \"{text}\" is not an id; use a lower-case UUID such as \"0f8e2a5c-3b1d-4c6e-9a7f-2d4b6c8e0a1b\""
+    )]
+    RideId { field: &'static str, text: String },
 }
 
 /// An account: `operator`, `reserve` or a member's lower-case hyphenated UUID.
@@ -86,6 +90,35 @@ impl AccountId {
 }
 
 impl fmt::Display for AccountId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.text)
+    }
+}
+
+/// The id of a ride object (an offer, a request, a booking): a UUID its author chose,
+/// in lower-case hyphenated form.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Id {
+    text: String,
+}
+
+impl Id {
+    pub fn parse(field: &'static str, text: &str) -> Result<Id, IdError> {
+        AccountId::parse_member(text)
+            .map(|id| Id { text: id.text })
+            .map_err(|_| IdError::RideId { field, text: text.chars().take(64).collect() })
+    }
+
+    pub fn new_random() -> Id {
+        Id { text: uuid::Uuid::new_v4().hyphenated().to_string() }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for Id {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(&self.text)
     }
@@ -228,3 +261,25 @@ mod tests {
         assert!(Text::parse("memo", &"é".repeat(141)).is_err());
     }
 }
+
+/// Ids are stored and served as their strings.
+macro_rules! serde_as_string {
+    ($type:ty, $parse:expr) => {
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+serde_as_string!(AccountId, AccountId::parse);
+serde_as_string!(Id, |text: &str| Id::parse("id", text));
+serde_as_string!(Text, |text: &str| Text::parse("text", text));

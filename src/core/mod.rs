@@ -7,6 +7,7 @@
 
 pub mod canonical;
 pub mod checkpoint;
+pub mod geo;
 pub mod ids;
 pub mod leaf;
 pub mod ledger;

@@ -8,7 +8,7 @@ use std::fmt;
 
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
-use time::{OffsetDateTime, UtcOffset};
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset, Weekday};
 
 /// Why a string is not an RFC 3339 UTC instant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +76,94 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// A calendar date as written on the wire: "2026-11-25".
+pub fn parse_date(text: &str) -> Result<Date, TimeError> {
+    let error = || TimeError { text: text.to_owned() };
+    if text.len() != 10 {
+        return Err(error());
+    }
+    Date::parse(text, format_description!("[year]-[month]-[day]")).map_err(|_| error())
+}
+
+pub fn format_date(date: Date) -> String {
+    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+}
+
+/// A minute of the day as written on the wire: "07:30".
+pub fn parse_minute_of_day(text: &str) -> Option<u16> {
+    let (hours, minutes) = text.split_once(':')?;
+    let two_digits = |part: &str| part.len() == 2 && part.bytes().all(|byte| byte.is_ascii_digit());
+    if !two_digits(hours) || !two_digits(minutes) {
+        return None;
+    }
+    let (hours, minutes): (u16, u16) = (hours.parse().ok()?, minutes.parse().ok()?);
+    (hours < 24 && minutes < 60).then_some(hours * 60 + minutes)
+}
+
+/// The local time of a scheme: a winter offset from UTC and, optionally, EU summer
+/// time (one hour more from the last Sunday of March to the last Sunday of October,
+/// switching at 01:00 UTC), the rule all of the EU has followed since 1996.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Zone {
+    offset_minutes: i32,
+    eu_summer_time: bool,
+}
+
+impl Zone {
+    /// `None` if the offset is beyond ±14 hours.
+    pub fn new(offset_minutes: i32, eu_summer_time: bool) -> Option<Zone> {
+        (offset_minutes.abs() <= 14 * 60).then_some(Zone { offset_minutes, eu_summer_time })
+    }
+
+    /// The offset from UTC at an instant, minutes.
+    pub fn offset_at(self, instant: Timestamp) -> i32 {
+        self.offset_minutes + if self.eu_summer_time && in_eu_summer_time(instant) { 60 } else { 0 }
+    }
+
+    /// The local calendar date at an instant.
+    pub fn local_date(self, instant: Timestamp) -> Date {
+        let local = instant.plus_ms(i64::from(self.offset_at(instant)) * 60_000);
+        utc_date_time(local).date()
+    }
+
+    /// The instant a local date and minute of day name. In the hour that summer time
+    /// skips, the winter reading is taken; in the hour it repeats, the summer one.
+    pub fn to_instant(self, date: Date, minute_of_day: u16) -> Timestamp {
+        let naive = PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc();
+        let naive = Timestamp::from_unix_ms(naive.unix_timestamp() * 1000 + i64::from(minute_of_day) * 60_000);
+        let winter = naive.plus_ms(-i64::from(self.offset_minutes) * 60_000);
+        let summer = winter.plus_ms(-3_600_000);
+        if self.eu_summer_time && in_eu_summer_time(summer) { summer } else { winter }
+    }
+}
+
+/// The day of the week of a date, Monday first (0) to Sunday (6).
+pub fn weekday_index(date: Date) -> u8 {
+    date.weekday().number_days_from_monday()
+}
+
+fn utc_date_time(instant: Timestamp) -> OffsetDateTime {
+    let nanos = i128::from(instant.unix_ms()) * 1_000_000;
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn in_eu_summer_time(instant: Timestamp) -> bool {
+    let year = utc_date_time(instant).year();
+    let starts = last_sunday_at_one(year, Month::March);
+    let ends = last_sunday_at_one(year, Month::October);
+    (starts..ends).contains(&instant)
+}
+
+/// 01:00 UTC on the last Sunday of a month.
+fn last_sunday_at_one(year: i32, month: Month) -> Timestamp {
+    let mut day = Date::from_calendar_date(year, month, month.length(year)).expect("a valid date");
+    while day.weekday() != Weekday::Sunday {
+        day = day.previous_day().expect("a valid date");
+    }
+    let instant = PrimitiveDateTime::new(day, Time::from_hms(1, 0, 0).expect("01:00")).assume_utc();
+    Timestamp::from_unix_ms(instant.unix_timestamp() * 1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +197,36 @@ mod tests {
         check("2026-11-25t18:00:00Z", None);
         check("2026-11-25T18:00:00z", None);
         check("", None);
+    }
+
+    #[test]
+    fn local_time_in_france() {
+        let paris = Zone::new(60, true).unwrap();
+        let instant = |text: &str| Timestamp::parse(text).unwrap();
+        let date = |text: &str| parse_date(text).unwrap();
+        // 07:30 in winter is 06:30 UTC, in summer 05:30 UTC.
+        assert_eq!(paris.to_instant(date("2026-11-25"), 7 * 60 + 30), instant("2026-11-25T06:30:00Z"));
+        assert_eq!(paris.to_instant(date("2026-07-14"), 7 * 60 + 30), instant("2026-07-14T05:30:00Z"));
+        // 2026: summer time from 29 March to 25 October.
+        assert_eq!(paris.offset_at(instant("2026-03-29T00:59:59Z")), 60);
+        assert_eq!(paris.offset_at(instant("2026-03-29T01:00:00Z")), 120);
+        assert_eq!(paris.offset_at(instant("2026-10-25T00:59:59Z")), 120);
+        assert_eq!(paris.offset_at(instant("2026-10-25T01:00:00Z")), 60);
+        assert_eq!(paris.local_date(instant("2026-11-25T23:30:00Z")), date("2026-11-26"));
+        assert_eq!(paris.local_date(instant("2026-11-25T22:59:00Z")), date("2026-11-25"));
+        // The skipped hour reads as winter time; the repeated one as summer time.
+        assert_eq!(paris.to_instant(date("2026-03-29"), 2 * 60 + 30), instant("2026-03-29T01:30:00Z"));
+        assert_eq!(paris.to_instant(date("2026-10-25"), 2 * 60 + 30), instant("2026-10-25T00:30:00Z"));
+        let utc = Zone::new(0, false).unwrap();
+        assert_eq!(utc.to_instant(date("2026-07-14"), 0), instant("2026-07-14T00:00:00Z"));
+        assert_eq!(weekday_index(date("2026-11-25")), 2, "a Wednesday");
+        assert_eq!(parse_minute_of_day("07:30"), Some(450));
+        for bad in ["7:30", "24:00", "07:60", "0730", "07:30:00"] {
+            assert_eq!(parse_minute_of_day(bad), None, "{bad}");
+        }
+        assert!(parse_date("2026-02-30").is_err());
+        assert!(parse_date("2026-2-3").is_err());
+        assert_eq!(format_date(date("2026-02-03")), "2026-02-03");
     }
 
     #[test]
