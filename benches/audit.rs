@@ -18,7 +18,7 @@ use covoit::core::leaf::{self, Content};
 use covoit::core::ledger::{self, State};
 use covoit::core::merkle::{self, Frontier};
 use covoit::core::policy::{Currency, Event, Genesis, Policy};
-use covoit::core::protocol::{self, BodyWire, base64_encode, sign_body};
+use covoit::core::protocol::{self, BodyWire, CommandWire, base64_encode, sign_body};
 use covoit::core::time::Timestamp;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
@@ -127,40 +127,39 @@ fn build_ledger(path: &std::path::Path, size: usize) {
         let not_after = now.plus_ms(600_000).to_string();
         let member = step % MEMBERS;
         let (key, body) = if step < MEMBERS {
-            let body = BodyWire::Register {
+            let body = BodyWire {
                 ledger: LEDGER.into(),
                 account: members[member].0.to_string(),
                 seq: "0".into(),
-                not_after,
-                name: format!("Member {member}"),
+                not_after: not_after,
+                by: None,
+                command: CommandWire::Register { name: format!("Member {member}") },
             };
             seqs[member] = 1;
             (&members[member].1, body)
         } else if step < 2 * MEMBERS || step % 50 == 0 {
             let member = (step / 50 + step) % MEMBERS;
             operator_seq += 1;
-            let body = BodyWire::Issue {
+            let body = BodyWire {
                 ledger: LEDGER.into(),
                 account: "operator".into(),
                 seq: (operator_seq - 1).to_string(),
-                not_after,
-                to: members[member].0.to_string(),
-                amount: "100.00".into(),
-                memo: None,
+                not_after: not_after,
+                by: None,
+                command: CommandWire::Issue { to: members[member].0.to_string(), amount: "100.00".into(), memo: None },
             };
             (&operator, body)
         } else {
             let payee = (member * 7 + step / MEMBERS) % MEMBERS;
             let payee = if payee == member { (payee + 1) % MEMBERS } else { payee };
             seqs[member] += 1;
-            let body = BodyWire::Transfer {
+            let body = BodyWire {
                 ledger: LEDGER.into(),
                 account: members[member].0.to_string(),
                 seq: (seqs[member] - 1).to_string(),
-                not_after,
-                to: members[payee].0.to_string(),
-                amount: "0.06".into(),
-                memo: None,
+                not_after: not_after,
+                by: None,
+                command: CommandWire::Transfer { to: members[payee].0.to_string(), amount: "0.06".into(), memo: None },
             };
             (&members[member].1, body)
         };
@@ -171,7 +170,7 @@ fn build_ledger(path: &std::path::Path, size: usize) {
             Ok(outcome) => append(Content::Command(&envelope), &outcome.postings, now, &mut frontier),
             Err(_) => {
                 // A payer without money: its seq was not used.
-                if let BodyWire::Transfer { .. } = body {
+                if let CommandWire::Transfer { .. } = body.command {
                     seqs[member] -= 1;
                 }
             }

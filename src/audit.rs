@@ -232,8 +232,21 @@ impl Auditor {
                 self.state = Some(state);
             }
             (Kind::Event(event), None) => {
-                // Replaced below by the ride events' replay.
-                return Err(Failure::at(index, format!("a \"{}\" event may only be leaf 0", event.kind())));
+                let state =
+                    self.state.as_mut().ok_or_else(|| Failure::at(index, "the log does not start with a genesis"))?;
+                let outcome = ledger::apply_event(state, event, leaf.accepted_at).map_err(|refusal| {
+                    Failure::at(index, format!("the state machine refuses this event ({}): {refusal}", refusal.code()))
+                })?;
+                if outcome.postings != leaf.postings {
+                    return Err(Failure::at(
+                        index,
+                        format!(
+                            "the recorded postings [{}] are not what the event produces [{}]",
+                            describe(&leaf.postings),
+                            describe(&outcome.postings)
+                        ),
+                    ));
+                }
             }
             (Kind::Command, Some(command)) => {
                 let state =

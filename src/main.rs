@@ -12,7 +12,7 @@ use covoit::client::Client;
 use covoit::clock::Clock;
 use covoit::config::{Config, ServeArgs};
 use covoit::core::ids::{AccountId, OPERATOR};
-use covoit::core::protocol::{BodyWire, base64_decode, base64_encode, sign_body};
+use covoit::core::protocol::{BodyWire, CommandWire, base64_decode, base64_encode, sign_body};
 use covoit::keys;
 use covoit::service::Service;
 
@@ -189,51 +189,22 @@ fn run(command: Commands) -> anyhow::Result<ExitCode> {
             };
             let signing =
                 Signing { account: Some(account.to_string()), seq: Some(signing.seq.unwrap_or(0)), ..signing };
-            let code = send(&signing, OPERATOR, |common| BodyWire::Register {
-                ledger: common.ledger,
-                account: common.account,
-                seq: common.seq,
-                not_after: common.not_after,
-                name,
-            })?;
+            let code = send(&signing, OPERATOR, CommandWire::Register { name })?;
             if code == ExitCode::SUCCESS && !signing.print_only {
                 println!("{account}");
             }
             Ok(code)
         }
-        Commands::Approve { signing, target } => send(&signing, OPERATOR, |common| BodyWire::Approve {
-            ledger: common.ledger,
-            account: common.account,
-            seq: common.seq,
-            not_after: common.not_after,
-            target,
-        }),
-        Commands::CreditSet { signing, target, floor } => send(&signing, OPERATOR, |common| BodyWire::CreditSet {
-            ledger: common.ledger,
-            account: common.account,
-            seq: common.seq,
-            not_after: common.not_after,
-            target,
-            floor,
-        }),
-        Commands::Issue { signing, to, amount, memo } => send(&signing, OPERATOR, |common| BodyWire::Issue {
-            ledger: common.ledger,
-            account: common.account,
-            seq: common.seq,
-            not_after: common.not_after,
-            to,
-            amount,
-            memo,
-        }),
-        Commands::Transfer { signing, to, amount, memo } => send(&signing, "", |common| BodyWire::Transfer {
-            ledger: common.ledger,
-            account: common.account,
-            seq: common.seq,
-            not_after: common.not_after,
-            to,
-            amount,
-            memo,
-        }),
+        Commands::Approve { signing, target } => send(&signing, OPERATOR, CommandWire::Approve { target }),
+        Commands::CreditSet { signing, target, floor } => {
+            send(&signing, OPERATOR, CommandWire::CreditSet { target, floor })
+        }
+        Commands::Issue { signing, to, amount, memo } => {
+            send(&signing, OPERATOR, CommandWire::Issue { to, amount, memo })
+        }
+        Commands::Transfer { signing, to, amount, memo } => {
+            send(&signing, "", CommandWire::Transfer { to, amount, memo })
+        }
         Commands::Audit(args) => audit(args),
         Commands::Export { source, out } => {
             let mut source = open_source(&source)?;
@@ -244,14 +215,7 @@ fn run(command: Commands) -> anyhow::Result<ExitCode> {
             eprintln!("wrote {written} leaves and the signed checkpoint to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
-        Commands::Redeem { signing, amount, memo } => send(&signing, "", |common| BodyWire::Redeem {
-            ledger: common.ledger,
-            account: common.account,
-            seq: common.seq,
-            not_after: common.not_after,
-            amount,
-            memo,
-        }),
+        Commands::Redeem { signing, amount, memo } => send(&signing, "", CommandWire::Redeem { amount, memo }),
     }
 }
 
@@ -338,16 +302,8 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The fields every body has, filled in for the command being built.
-struct Common {
-    ledger: String,
-    account: String,
-    seq: String,
-    not_after: String,
-}
-
 /// Builds, signs and posts (or prints) one command; prints the service's reply.
-fn send(signing: &Signing, default_account: &str, build: impl FnOnce(Common) -> BodyWire) -> anyhow::Result<ExitCode> {
+fn send(signing: &Signing, default_account: &str, command: CommandWire) -> anyhow::Result<ExitCode> {
     let key = keys::read(&signing.key)?;
     let account = match (&signing.account, default_account) {
         (Some(account), _) => account.clone(),
@@ -361,7 +317,7 @@ fn send(signing: &Signing, default_account: &str, build: impl FnOnce(Common) -> 
         None => client.next_seq(&account).context("reading the account's next seq")?,
     };
     let not_after = Clock::System.now().plus_ms(i64::from(signing.valid_minutes) * 60_000);
-    let body = build(Common { ledger, account, seq: seq.to_string(), not_after: not_after.to_string() });
+    let body = BodyWire { ledger, account, seq: seq.to_string(), not_after: not_after.to_string(), by: None, command };
     let envelope = sign_body(&key, &body);
     if signing.print_only {
         println!("{}", serde_json::to_string(&envelope)?);
@@ -373,7 +329,7 @@ fn send(signing: &Signing, default_account: &str, build: impl FnOnce(Common) -> 
         .unwrap_or(reply.body);
     if reply.status == 200 {
         // A registration's receipt goes to stderr, so that stdout is just the new id.
-        if matches!(body, BodyWire::Register { .. }) {
+        if matches!(body.command, CommandWire::Register { .. }) {
             eprintln!("{pretty}")
         } else {
             println!("{pretty}")

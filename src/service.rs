@@ -7,22 +7,30 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, broadcast, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::core::board::{Board, Notification};
 use crate::core::ids::LedgerId;
 use crate::core::policy::{Genesis, Policy};
 use crate::core::protocol::base64_encode;
-use crate::http::{self, App, READS_CONCURRENT_MAX};
+use crate::http::{self, App, READS_CONCURRENT_MAX, STREAMS_MAX};
 use crate::keys::{self, KeyError};
 use crate::store::read::Reader;
-use crate::store::writer::{Ledger, WriterHandle};
+use crate::store::writer::{AfterCommit, Ledger, WriterHandle};
 use crate::store::{self, StoreError, migrate};
+
+/// How often the timer asks for due server events.
+pub const TICK_INTERVAL: Duration = Duration::from_secs(30);
+/// Notifications waiting for slow streams; a stream that falls further behind
+/// misses some and is told to reload.
+pub const NOTIFICATIONS_QUEUED_MAX: usize = 1024;
 
 /// How long requests in flight may take to finish once a stop is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -58,6 +66,7 @@ pub struct Service {
     app: Arc<App>,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<()>,
+    timer: JoinHandle<()>,
 }
 
 impl Service {
@@ -76,9 +85,33 @@ impl Service {
         };
         let ledger_id = ledger.state.ledger().clone();
         tracing::info!(ledger = %ledger_id, size = ledger.state.size(), keys = %key_folder.display(), "ledger open");
-        let writer = WriterHandle::start(connection, ledger, ledger_key, clock.clone()).map_err(StartError::Thread)?;
+        let board = Arc::new(RwLock::new(Board::build(&ledger.state)));
+        let (notifications, _) = broadcast::channel(NOTIFICATIONS_QUEUED_MAX);
+        let after_commit = board_keeper(board.clone(), notifications.clone(), clock.clone());
+        let writer = WriterHandle::start(connection, ledger, ledger_key, clock.clone(), after_commit)
+            .map_err(StartError::Thread)?;
         let reader = Arc::new(Reader::new(database.clone()));
-        let app = Arc::new(App { writer, reader, reads: Semaphore::new(READS_CONCURRENT_MAX) });
+        let app = Arc::new(App {
+            writer,
+            reader,
+            reads: Semaphore::new(READS_CONCURRENT_MAX),
+            board,
+            notifications,
+            streams: Arc::new(Semaphore::new(STREAMS_MAX)),
+            clock: clock.clone(),
+        });
+        // Server events (rides settling or expiring) are due with time, not only with
+        // commands: a timer asks the writer for them. At start too, so that what
+        // fell due while the service was stopped is done at once.
+        app.writer.try_tick();
+        let ticking = app.clone();
+        let timer = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(TICK_INTERVAL);
+            loop {
+                interval.tick().await;
+                ticking.writer.try_tick();
+            }
+        });
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Listen { address: config.listen, source })?;
@@ -90,7 +123,7 @@ impl Service {
         });
         let server = tokio::spawn(server.run());
         tracing::info!(address = %local_addr, "listening");
-        Ok(Service { local_addr, ledger_id, app, shutdown, server })
+        Ok(Service { local_addr, ledger_id, app, shutdown, server, timer })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -101,9 +134,16 @@ impl Service {
         &self.ledger_id
     }
 
+    /// Appends the server events due now and waits for them: what the timer does
+    /// every [`TICK_INTERVAL`], for tests that move the clock themselves.
+    pub async fn tick(&self) {
+        self.app.writer.tick().await;
+    }
+
     /// Stops cleanly: no new connections, requests in flight finish (within
     /// [`SHUTDOWN_GRACE`]), queued commands commit, the database closes.
     pub async fn stop(self) {
+        self.timer.abort();
         let _ = self.shutdown.send(());
         let mut server = self.server;
         if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
@@ -114,6 +154,23 @@ impl Service {
         self.app.writer.stop().await;
         tracing::info!("stopped");
     }
+}
+
+/// The writer's after-commit hook: refreshes the ride board and tells the live
+/// streams what changed.
+fn board_keeper(
+    board: Arc<RwLock<Board>>,
+    notifications: broadcast::Sender<Notification>,
+    clock: Clock,
+) -> AfterCommit {
+    Box::new(move |state, changes| {
+        let heard =
+            board.write().expect("the board's lock").refresh(state, &changes.rides, changes.policy, clock.now());
+        for notification in heard {
+            // Nobody listening is fine.
+            let _ = notifications.send(notification);
+        }
+    })
 }
 
 /// Checks that the keys and configuration match the ledger found in the database,

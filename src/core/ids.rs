@@ -109,6 +109,11 @@ impl Id {
             .map_err(|_| IdError::RideId { field, text: text.chars().take(64).collect() })
     }
 
+    /// An id above every other, to bound ranges.
+    pub fn max() -> Id {
+        Id { text: "ffffffff-ffff-ffff-ffff-ffffffffffff".to_owned() }
+    }
+
     pub fn new_random() -> Id {
         Id { text: uuid::Uuid::new_v4().hyphenated().to_string() }
     }

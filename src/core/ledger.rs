@@ -1,10 +1,12 @@
 //! The ledger's state machine: one pure function from (state, leaf) to a new state.
 //!
 //! [`apply`] decides whether a verified command may be applied to the state and, if
-//! so, applies it and returns the postings of its leaf. It reads no clock (the
-//! leaf's `accepted_at` is an argument), touches no disk and draws no random number,
-//! so the server deciding and the auditor replaying get the same answer. On a
-//! refusal the state is untouched: [`decide`] only reads, [`commit`] only writes.
+//! so, applies it and returns the postings of its leaf; [`apply_event`] does the same
+//! for a server event. Neither reads a clock (the leaf's `accepted_at` is an
+//! argument), touches a disk or draws a random number, so the server deciding and
+//! the auditor replaying get the same answer. On a refusal the state is untouched:
+//! [`decide`] only reads, [`commit`] only writes. Ride commands are decided in
+//! `core::rides`.
 //!
 //! Invariants kept at every step, and asserted after each one:
 //! - the postings of every leaf sum to zero, so Σ balances = 0;
@@ -12,13 +14,14 @@
 //! - −balance(reserve) = Σ issued − Σ redeemed, and the reserve is never above zero;
 //! - each signer's seq goes up by exactly one per accepted command.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::core::ids::{AccountId, LedgerId, Seq, Text};
+use crate::core::ids::{AccountId, Id, LedgerId, Seq, Text};
 use crate::core::leaf::{Posting, assert_zero_sum};
 use crate::core::money::{Floor, format_minor};
-use crate::core::policy::{Currency, Genesis, Policy};
+use crate::core::policy::{Currency, Event, Genesis, Payer, Policy, Rules};
 use crate::core::protocol::{self, Command, VerifiedCommand};
+use crate::core::rides::{self, BookArgs, RideChange, RideObject, Rides};
 use crate::core::time::Timestamp;
 
 /// The largest balance (and the most negative reserve) the ledger allows, in minor
@@ -63,10 +66,13 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub id: AccountId,
-    /// The key that signs for it; none for the reserve, which signs nothing.
+    /// The key that signs for it; none for the reserve, which signs nothing, and for
+    /// custodial accounts, for which the desk signs.
     pub key: Option<[u8; 32]>,
     pub name: Option<Text>,
     pub status: Status,
+    /// A resident without internet: the desk signs their commands, saying so.
+    pub custodial: bool,
     pub balance: i64,
     /// Money reserved by open holds (ride bookings); `available = balance − held`.
     pub held: i64,
@@ -89,8 +95,10 @@ pub struct State {
     ledger_key: [u8; 32],
     operator_key: [u8; 32],
     policy: Policy,
+    rules: Rules,
     accounts: HashMap<AccountId, Account>,
     keys_in_use: HashSet<[u8; 32]>,
+    rides: Rides,
     /// The number of leaves applied, genesis included: the next leaf's index.
     size: u64,
     last_accepted_at: Timestamp,
@@ -107,6 +115,8 @@ pub enum GenesisError {
     Key(&'static str),
     #[error("the genesis currency must have 2 decimals")]
     Decimals,
+    #[error("{0}")]
+    Policy(String),
 }
 
 /// The parts of a state that are stored apart from the accounts, for a restart.
@@ -122,35 +132,30 @@ impl State {
     /// The state after leaf 0: the operator and reserve accounts, nothing else.
     pub fn from_genesis(genesis: &Genesis, accepted_at: Timestamp) -> Result<State, GenesisError> {
         let operator_key = decode_key(&genesis.operator_key).ok_or(GenesisError::Key("operator_key"))?;
-        let operator = Account {
-            id: AccountId::operator(),
-            key: Some(operator_key),
+        let system = |id: AccountId, key: Option<[u8; 32]>, status| Account {
+            id,
+            key,
             name: None,
-            status: Status::Operator,
+            status,
+            custodial: false,
             balance: 0,
             held: 0,
             floor: None,
             next_seq: Seq::ZERO,
         };
-        let reserve = Account {
-            id: AccountId::reserve(),
-            key: None,
-            name: None,
-            status: Status::Reserve,
-            balance: 0,
-            held: 0,
-            floor: None,
-            next_seq: Seq::ZERO,
-        };
+        let operator = system(AccountId::operator(), Some(operator_key), Status::Operator);
+        let reserve = system(AccountId::reserve(), None, Status::Reserve);
         let totals = Totals { size: 1, last_accepted_at: accepted_at, issued: 0, redeemed: 0 };
-        State::restore(genesis, [operator, reserve].into_iter(), totals)
+        State::restore(genesis, [operator, reserve].into_iter(), Rides::default(), totals)
     }
 
-    /// Rebuilds a state from what the store kept: the genesis facts, every account
-    /// (operator and reserve included) and the totals.
+    /// Rebuilds a state from what the store kept: the genesis facts (with the policy
+    /// in force), every account (operator and reserve included), the rides and the
+    /// totals.
     pub fn restore(
         genesis: &Genesis,
         accounts: impl Iterator<Item = Account>,
+        rides: Rides,
         totals: Totals,
     ) -> Result<State, GenesisError> {
         let ledger = LedgerId::parse(&genesis.ledger).map_err(|error| GenesisError::Ledger(error.to_string()))?;
@@ -159,6 +164,7 @@ impl State {
         if genesis.currency.decimals != crate::core::money::MINOR_DIGITS {
             return Err(GenesisError::Decimals);
         }
+        let rules = Rules::from_policy(&genesis.policy).map_err(|error| GenesisError::Policy(error.to_string()))?;
         let accounts: HashMap<AccountId, Account> = accounts.map(|account| (account.id.clone(), account)).collect();
         let keys_in_use =
             accounts.values().filter(|account| account.id.is_member()).filter_map(|account| account.key).collect();
@@ -168,8 +174,10 @@ impl State {
             ledger_key,
             operator_key,
             policy: genesis.policy.clone(),
+            rules,
             accounts,
             keys_in_use,
+            rides,
             size: totals.size,
             last_accepted_at: totals.last_accepted_at,
             issued: totals.issued,
@@ -197,6 +205,14 @@ impl State {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    pub fn rides(&self) -> &Rides {
+        &self.rides
     }
 
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
@@ -229,7 +245,8 @@ impl State {
         self.accounts.get(&AccountId::reserve()).expect("the reserve account exists from genesis")
     }
 
-    /// Checks every invariant over the whole state: O(accounts), for start-up and tests.
+    /// Checks every invariant over the whole state: O(accounts + bookings), for
+    /// start-up and tests.
     pub fn assert_invariants(&self) {
         let sum: i128 = self.accounts.values().map(|account| i128::from(account.balance)).sum();
         assert_eq!(sum, 0, "the balances of all accounts sum to zero");
@@ -238,6 +255,20 @@ impl State {
         }
         assert_eq!(self.circulation(), self.issued - self.redeemed, "circulation = issued − redeemed");
         assert!(self.reserve().balance <= 0, "the reserve is never above zero");
+        let mut held: HashMap<&AccountId, i64> = HashMap::new();
+        for object in self.rides.objects() {
+            if let RideObject::Booking(booking) = object {
+                if booking.status.holds() {
+                    for share in &booking.shares {
+                        let account = &self.accounts.get_key_value(&share.account).expect("a share's account exists").0;
+                        *held.entry(account).or_default() += share.amount;
+                    }
+                }
+            }
+        }
+        for account in self.accounts.values() {
+            assert_eq!(account.held, held.get(&account.id).copied().unwrap_or(0), "holds = open bookings: {account:?}");
+        }
     }
 }
 
@@ -275,6 +306,9 @@ pub enum Refusal {
     /// 403 `account_pending`.
     #[error("account \"{0}\" is waiting for the desk's approval and can only receive money until then")]
     AccountPending(String),
+    /// 403 `not_custodial`.
+    #[error("account \"{0}\" is not custodial: the desk signs only for residents it keeps accounts for")]
+    NotCustodial(String),
     /// 409 `already_approved`.
     #[error("account \"{0}\" is already approved")]
     AlreadyApproved(String),
@@ -297,6 +331,68 @@ pub enum Refusal {
     /// 422 `balance_limit`.
     #[error("this would take account \"{0}\" past the ledger's balance limit")]
     BalanceLimit(String),
+    /// 404 `unknown_point`.
+    #[error("there is no meeting point \"{0}\"")]
+    UnknownPoint(String),
+    /// 409 `ride_exists`.
+    #[error("the id \"{0}\" is already used by an offer, a request or a booking; pick a new UUID")]
+    RideExists(String),
+    /// 404 `unknown_ride`.
+    #[error("there is no offer, request or booking \"{0}\"")]
+    UnknownRide(String),
+    /// 403 `not_yours`.
+    #[error("\"{0}\" belongs to someone else")]
+    NotYours(String),
+    /// 409 `ride_closed`.
+    #[error("this ride is closed: {0}")]
+    RideClosed(String),
+    /// 422 `own_ride`.
+    #[error("nobody rides with themselves: the driver cannot book their own ride")]
+    OwnRide,
+    /// 422 `not_scheduled`.
+    #[error("{0}")]
+    NotScheduled(String),
+    /// 422 `in_the_past`.
+    #[error("that time has already passed")]
+    InThePast,
+    /// 422 `too_far_ahead`.
+    #[error("rides are offered and requested at most 90 days ahead")]
+    TooFarAhead,
+    /// 422 `trip_too_short`.
+    #[error("the trip is {distance} by road; trips shorter than {min} are not carpooled")]
+    TripTooShort { distance: String, min: String },
+    /// 422 `trip_too_long`.
+    #[error("the trip is {distance} by road; trips longer than {max} are not carpooled (no competing with taxis)")]
+    TripTooLong { distance: String, max: String },
+    /// 409 `no_seats`.
+    #[error("the ride has no seats left for this request")]
+    NoSeats,
+    /// 422 `does_not_fit`.
+    #[error(
+        "the request does not fit this ride: the detour would exceed the driver's limit, or a pickup would fall outside its window"
+    )]
+    DoesNotFit,
+    /// 409 `too_late`.
+    #[error("too late: {0}")]
+    TooLate(String),
+    /// 409 `too_early`.
+    #[error("too early: {0}")]
+    TooEarly(String),
+    /// 422 `too_many_trips`.
+    #[error("account \"{account}\" already takes part in {max} trips that day, the most allowed")]
+    TooManyTrips { account: String, max: u32 },
+    /// 422 `trips_too_close`.
+    #[error("account \"{account}\" has another trip less than {minutes} minutes from this one")]
+    TripsTooClose { account: String, minutes: i64 },
+    /// 409 `wrong_state`.
+    #[error("booking \"{booking}\" is {status}: it cannot be {action}ed now")]
+    WrongState { booking: String, status: &'static str, action: &'static str },
+    /// 409 `not_due` (server events only): the event comes before its time.
+    #[error("booking \"{0}\" has no event due at this time")]
+    NotDue(String),
+    /// 400 `unexpected_event`.
+    #[error("a \"{0}\" event may only be leaf 0")]
+    UnexpectedEvent(&'static str),
 }
 
 impl Refusal {
@@ -313,6 +409,7 @@ impl Refusal {
             Refusal::SeqGap { .. } => "seq_gap",
             Refusal::NotPermitted { .. } => "not_permitted",
             Refusal::AccountPending(_) => "account_pending",
+            Refusal::NotCustodial(_) => "not_custodial",
             Refusal::AlreadyApproved(_) => "already_approved",
             Refusal::NotAMember(_) => "not_a_member",
             Refusal::SelfTransfer => "self_transfer",
@@ -320,33 +417,86 @@ impl Refusal {
             Refusal::FloorAboveBalance { .. } => "floor_above_balance",
             Refusal::ReserveExhausted { .. } => "reserve_exhausted",
             Refusal::BalanceLimit(_) => "balance_limit",
+            Refusal::UnknownPoint(_) => "unknown_point",
+            Refusal::RideExists(_) => "ride_exists",
+            Refusal::UnknownRide(_) => "unknown_ride",
+            Refusal::NotYours(_) => "not_yours",
+            Refusal::RideClosed(_) => "ride_closed",
+            Refusal::OwnRide => "own_ride",
+            Refusal::NotScheduled(_) => "not_scheduled",
+            Refusal::InThePast => "in_the_past",
+            Refusal::TooFarAhead => "too_far_ahead",
+            Refusal::TripTooShort { .. } => "trip_too_short",
+            Refusal::TripTooLong { .. } => "trip_too_long",
+            Refusal::NoSeats => "no_seats",
+            Refusal::DoesNotFit => "does_not_fit",
+            Refusal::TooLate(_) => "too_late",
+            Refusal::TooEarly(_) => "too_early",
+            Refusal::TooManyTrips { .. } => "too_many_trips",
+            Refusal::TripsTooClose { .. } => "trips_too_close",
+            Refusal::WrongState { .. } => "wrong_state",
+            Refusal::NotDue(_) => "not_due",
+            Refusal::UnexpectedEvent(_) => "unexpected_event",
         }
     }
 }
 
-/// What an accepted command did: the postings of its leaf and the accounts it changed.
+/// What an accepted command did: the postings of its leaf and what it changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub postings: Vec<Posting>,
     pub touched: Vec<AccountId>,
+    /// (kind, id) of each ride object changed or removed.
+    pub rides: Vec<(&'static str, String)>,
+    pub policy_changed: bool,
 }
 
 /// The changes a command makes, decided without touching the state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Effect {
-    signer: AccountId,
-    opened: Option<Account>,
-    approved: Option<AccountId>,
-    floor: Option<(AccountId, Floor)>,
-    postings: Vec<Posting>,
-    issued: i64,
-    redeemed: i64,
+    /// The account whose seq goes up: none for server events.
+    pub(crate) signer: Option<AccountId>,
+    pub(crate) opened: Option<Account>,
+    pub(crate) approved: Option<AccountId>,
+    pub(crate) floor: Option<(AccountId, Floor)>,
+    pub(crate) policy: Option<Box<(Policy, Rules)>>,
+    pub(crate) rides: Vec<RideChange>,
+    /// Changes of held money: + when a booking holds, − when it lets go.
+    pub(crate) holds: Vec<(AccountId, i64)>,
+    pub(crate) postings: Vec<Posting>,
+    pub(crate) issued: i64,
+    pub(crate) redeemed: i64,
 }
 
 /// Applies one command, accepted at `accepted_at`, as leaf number `state.size()`.
 pub fn apply(state: &mut State, command: &VerifiedCommand, accepted_at: Timestamp) -> Result<Outcome, Refusal> {
     let effect = decide(state, command, accepted_at)?;
     Ok(commit(state, effect, accepted_at))
+}
+
+/// Applies one server event (a ride settling or expiring) as the next leaf.
+pub fn apply_event(state: &mut State, event: &Event, accepted_at: Timestamp) -> Result<Outcome, Refusal> {
+    let mut effect = Effect::default();
+    let booking = |id: &str| Id::parse("booking", id).map_err(|_| Refusal::UnknownRide(id.to_owned()));
+    match event {
+        Event::Genesis(_) => return Err(Refusal::UnexpectedEvent("genesis")),
+        Event::RideSettle { booking: id } => rides::decide_auto_settle(state, &mut effect, &booking(id)?, accepted_at)?,
+        Event::RideExpire { booking: id } => rides::decide_expire(state, &mut effect, &booking(id)?, accepted_at)?,
+    }
+    Ok(commit(state, effect, accepted_at))
+}
+
+/// The server events due at `now`, in order: what the server's timer appends.
+pub fn due_events(state: &State, now: Timestamp) -> Vec<Event> {
+    let booking = |id: &Id| id.to_string();
+    state
+        .rides
+        .due(now)
+        .map(|due| match due.status {
+            rides::BookingStatus::Completed => Event::RideSettle { booking: booking(&due.id) },
+            _ => Event::RideExpire { booking: booking(&due.id) },
+        })
+        .collect()
 }
 
 /// Decides what a command does to the state, or why it is refused. Reads only.
@@ -359,38 +509,29 @@ pub fn decide(state: &State, command: &VerifiedCommand, accepted_at: Timestamp) 
     if accepted_at > body.not_after {
         return Err(Refusal::Expired { not_after: body.not_after.to_string(), accepted_at: accepted_at.to_string() });
     }
-    let mut effect = Effect {
-        signer: body.account.clone(),
-        opened: None,
-        approved: None,
-        floor: None,
-        postings: Vec::new(),
-        issued: 0,
-        redeemed: 0,
-    };
+    let mut effect = Effect { signer: Some(body.account.clone()), ..Effect::default() };
+    let signer = &body.account;
+    let now = accepted_at;
     match &body.command {
         Command::Register { name } => {
-            let status = if state.policy.approval_required { Status::Pending } else { Status::Active };
-            effect.opened = Some(Account {
-                id: body.account.clone(),
-                key: Some(*command.key()),
-                name: Some(name.clone()),
-                status,
-                balance: 0,
-                held: 0,
-                floor: Some(Floor::ZERO),
-                next_seq: Seq::ZERO,
-            });
+            let status = if state.rules.approval_required { Status::Pending } else { Status::Active };
+            effect.opened = Some(member(body.account.clone(), Some(*command.key()), name.clone(), status, false));
+        }
+        Command::Custodial { target, name } => {
+            if state.accounts.contains_key(target) {
+                return Err(Refusal::AccountExists(target.to_string()));
+            }
+            effect.opened = Some(member(target.clone(), None, name.clone(), Status::Active, true));
         }
         Command::Approve { target } => {
-            let target = member(state, target)?;
+            let target = member_account(state, target)?;
             if target.status == Status::Active {
                 return Err(Refusal::AlreadyApproved(target.id.to_string()));
             }
             effect.approved = Some(target.id.clone());
         }
         Command::CreditSet { target, floor } => {
-            let target = member(state, target)?;
+            let target = member_account(state, target)?;
             if target.available() < floor.minor() {
                 return Err(Refusal::FloorAboveBalance {
                     account: target.id.to_string(),
@@ -401,7 +542,7 @@ pub fn decide(state: &State, command: &VerifiedCommand, accepted_at: Timestamp) 
             effect.floor = Some((target.id.clone(), *floor));
         }
         Command::Issue { to, amount, .. } => {
-            let payee = member(state, to)?;
+            let payee = member_account(state, to)?;
             let reserve = state.reserve();
             check_room(payee, amount.minor())?;
             check_room(reserve, -amount.minor())?;
@@ -409,11 +550,11 @@ pub fn decide(state: &State, command: &VerifiedCommand, accepted_at: Timestamp) 
             effect.issued = amount.minor();
         }
         Command::Transfer { to, amount, .. } => {
-            let payer = signer(state, &body.account)?;
+            let payer = account(state, signer)?;
             if *to == payer.id {
                 return Err(Refusal::SelfTransfer);
             }
-            let payee = member(state, to)?;
+            let payee = member_account(state, to)?;
             let floor = payer.floor.map_or(0, Floor::minor);
             check_funds(payer, floor, amount.minor())?;
             check_room(payee, amount.minor())?;
@@ -422,7 +563,7 @@ pub fn decide(state: &State, command: &VerifiedCommand, accepted_at: Timestamp) 
         Command::Redeem { amount, .. } => {
             // Euros are paid only against money held: a credit line is spent in the
             // village, never cashed at the desk, so redemption counts a floor of zero.
-            let payer = signer(state, &body.account)?;
+            let payer = account(state, signer)?;
             check_funds(payer, 0, amount.minor())?;
             let circulation = state.circulation();
             if amount.minor() > circulation {
@@ -434,19 +575,58 @@ pub fn decide(state: &State, command: &VerifiedCommand, accepted_at: Timestamp) 
             effect.postings = two_postings(&payer.id, &AccountId::reserve(), amount.minor());
             effect.redeemed = amount.minor();
         }
+        Command::PolicySet { policy } => {
+            let rules = Rules::from_policy(policy).expect("the body parser checked the policy");
+            if let Payer::Sponsor { account: sponsor, .. } = &rules.payer {
+                member_account(state, sponsor)?;
+            }
+            effect.policy = Some(Box::new(((**policy).clone(), rules)));
+        }
+        Command::PlaceSet { point, name, location } => rides::decide_place_set(&mut effect, point, name, *location),
+        Command::PlaceRemove { point } => rides::decide_place_remove(state, &mut effect, point)?,
+        Command::Offer(spec) => rides::decide_offer(state, &mut effect, signer, spec, now)?,
+        Command::Request(spec) => rides::decide_request(state, &mut effect, signer, spec, now)?,
+        Command::Book { booking, offer, request, date } => {
+            let args = BookArgs { booking, offer, request, date: *date };
+            rides::decide_book(state, &mut effect, signer, args, now)?;
+        }
+        Command::Accept { booking } => rides::decide_accept(state, &mut effect, signer, booking, true)?,
+        Command::Decline { booking } => rides::decide_accept(state, &mut effect, signer, booking, false)?,
+        Command::Cancel { target, .. } => rides::decide_cancel(state, &mut effect, signer, target, now)?,
+        Command::Complete { booking } => rides::decide_complete(state, &mut effect, signer, booking, now)?,
+        Command::Confirm { booking } => rides::decide_confirm(state, &mut effect, signer, booking)?,
+        Command::Dispute { booking, .. } => rides::decide_dispute(state, &mut effect, signer, booking, now)?,
+        Command::Resolve { booking, resolution, .. } => {
+            rides::decide_resolve(state, &mut effect, booking, *resolution)?
+        }
     }
     Ok(effect)
+}
+
+fn member(id: AccountId, key: Option<[u8; 32]>, name: Text, status: Status, custodial: bool) -> Account {
+    Account {
+        id,
+        key,
+        name: Some(name),
+        status,
+        custodial,
+        balance: 0,
+        held: 0,
+        floor: Some(Floor::ZERO),
+        next_seq: Seq::ZERO,
+    }
 }
 
 /// Applies a decided effect. Cannot fail: everything was checked by [`decide`].
 pub fn commit(state: &mut State, effect: Effect, accepted_at: Timestamp) -> Outcome {
     assert_zero_sum(&effect.postings);
-    let mut touched = vec![effect.signer.clone()];
+    let mut touched: Vec<AccountId> = effect.signer.iter().cloned().collect();
     if let Some(account) = effect.opened {
         assert!(!state.accounts.contains_key(&account.id), "decide checked the account is new");
         if let Some(key) = account.key {
             state.keys_in_use.insert(key);
         }
+        touched.push(account.id.clone());
         state.accounts.insert(account.id.clone(), account);
     }
     if let Some(id) = effect.approved {
@@ -457,13 +637,31 @@ pub fn commit(state: &mut State, effect: Effect, accepted_at: Timestamp) -> Outc
         state.accounts.get_mut(&id).expect("decide checked the target").floor = Some(floor);
         touched.push(id);
     }
+    let policy_changed = effect.policy.is_some();
+    if let Some(policy) = effect.policy {
+        (state.policy, state.rules) = *policy;
+    }
+    let mut ride_keys = Vec::with_capacity(effect.rides.len());
+    for change in effect.rides {
+        ride_keys.push(match &change {
+            RideChange::Put(object) => object.key(),
+            RideChange::RemovePoint(id) => ("point", id.clone()),
+        });
+        state.rides.apply(change);
+    }
+    for (id, delta) in effect.holds {
+        state.accounts.get_mut(&id).expect("decide checked every holder").held += delta;
+        touched.push(id);
+    }
     for posting in &effect.postings {
         let account = state.accounts.get_mut(&posting.account).expect("decide checked every posting's account");
         account.balance += posting.amount_minor;
         touched.push(posting.account.clone());
     }
-    let signer = state.accounts.get_mut(&effect.signer).expect("decide checked the signer");
-    signer.next_seq = signer.next_seq.next();
+    if let Some(signer) = &effect.signer {
+        let signer = state.accounts.get_mut(signer).expect("decide checked the signer");
+        signer.next_seq = signer.next_seq.next();
+    }
     state.issued += effect.issued;
     state.redeemed += effect.redeemed;
     state.size += 1;
@@ -474,14 +672,23 @@ pub fn commit(state: &mut State, effect: Effect, accepted_at: Timestamp) -> Outc
         assert_account_invariants(&state.accounts[id]);
     }
     assert_eq!(state.circulation(), state.issued - state.redeemed, "circulation = issued − redeemed");
-    Outcome { postings: effect.postings, touched }
+    let keys: BTreeSet<(&'static str, String)> = ride_keys.into_iter().collect();
+    Outcome { postings: effect.postings, touched, rides: keys.into_iter().collect(), policy_changed }
 }
 
-/// The signer exists, signed with its own key, is at the right seq and may sign.
+/// The signer exists, signed with its own key (or the desk for a custodial account),
+/// is at the right seq and may sign this command.
 fn check_signer(state: &State, command: &VerifiedCommand) -> Result<(), Refusal> {
     let body = command.body();
     let account = body.account.to_string();
     if let Command::Register { .. } = body.command {
+        if body.by_operator {
+            return Err(Refusal::NotPermitted {
+                account,
+                kind: "account.register",
+                reason: "the desk opens custodial accounts with account.custodial",
+            });
+        }
         if state.accounts.contains_key(&body.account) {
             return Err(Refusal::AccountExists(account));
         }
@@ -494,7 +701,15 @@ fn check_signer(state: &State, command: &VerifiedCommand) -> Result<(), Refusal>
         return Ok(());
     }
     let signer = state.accounts.get(&body.account).ok_or_else(|| Refusal::UnknownAccount(account.clone()))?;
-    if signer.key.as_ref() != Some(command.key()) {
+    let expected_key = if body.by_operator {
+        if !signer.custodial {
+            return Err(Refusal::NotCustodial(account));
+        }
+        Some(&state.operator_key)
+    } else {
+        signer.key.as_ref()
+    };
+    if expected_key != Some(command.key()) {
         return Err(Refusal::WrongKey(account));
     }
     let (found, expected) = (body.seq.value(), signer.next_seq.value());
@@ -510,27 +725,27 @@ fn check_signer(state: &State, command: &VerifiedCommand) -> Result<(), Refusal>
 fn check_permission(signer: &Account, command: &Command) -> Result<(), Refusal> {
     let kind = command.kind();
     let refuse = |reason| Err(Refusal::NotPermitted { account: signer.id.to_string(), kind, reason });
-    let desk_only = matches!(command, Command::Approve { .. } | Command::CreditSet { .. } | Command::Issue { .. });
+    let desk_only = command.is_desk_only();
     match signer.status {
         Status::Reserve => refuse("the reserve signs nothing"),
         Status::Operator if desk_only => Ok(()),
-        Status::Operator => refuse("the operator holds no money; members pay and redeem"),
+        Status::Operator => refuse("the operator holds no money and takes no rides; members pay, redeem and ride"),
         _ if desk_only => refuse("only the operator (the desk) may"),
         Status::Pending => Err(Refusal::AccountPending(signer.id.to_string())),
         Status::Active => Ok(()),
     }
 }
 
-fn signer<'a>(state: &'a State, id: &AccountId) -> Result<&'a Account, Refusal> {
+fn account<'a>(state: &'a State, id: &AccountId) -> Result<&'a Account, Refusal> {
     state.accounts.get(id).ok_or_else(|| Refusal::UnknownAccount(id.to_string()))
 }
 
 /// A member account that exists: not the operator, not the reserve.
-fn member<'a>(state: &'a State, id: &AccountId) -> Result<&'a Account, Refusal> {
+fn member_account<'a>(state: &'a State, id: &AccountId) -> Result<&'a Account, Refusal> {
     if !id.is_member() {
         return Err(Refusal::NotAMember(id.to_string()));
     }
-    signer(state, id)
+    account(state, id)
 }
 
 fn check_funds(payer: &Account, floor: i64, amount: i64) -> Result<(), Refusal> {
@@ -584,7 +799,7 @@ mod tests {
     use ed25519_dalek::SigningKey;
 
     use super::*;
-    use crate::core::protocol::{BodyWire, open_envelope, sign_body};
+    use crate::core::protocol::{BodyWire, CommandWire, open_envelope, sign_body};
 
     const LEDGER: &str = "covoit/test";
     const NOT_AFTER: &str = "2030-01-01T00:00:00Z";
@@ -634,12 +849,13 @@ mod tests {
         }
 
         fn register(&mut self, seed: u8) -> Result<Outcome, Refusal> {
-            let body = BodyWire::Register {
+            let body = BodyWire {
                 ledger: LEDGER.into(),
                 account: member_id(seed),
                 seq: "0".into(),
                 not_after: NOT_AFTER.into(),
-                name: format!("Member {seed}"),
+                by: None,
+                command: CommandWire::Register { name: format!("Member {seed}") },
             };
             self.run(&member_key(seed), body)
         }
@@ -651,59 +867,62 @@ mod tests {
         }
 
         fn approve(&mut self, seed: u8) -> Result<Outcome, Refusal> {
-            self.desk(|seq| BodyWire::Approve {
+            self.desk(|seq| BodyWire {
                 ledger: LEDGER.into(),
                 account: "operator".into(),
-                seq,
+                seq: seq,
                 not_after: NOT_AFTER.into(),
-                target: member_id(seed),
+                by: None,
+                command: CommandWire::Approve { target: member_id(seed) },
             })
         }
 
         fn issue(&mut self, seed: u8, amount: &str) -> Result<Outcome, Refusal> {
-            self.desk(|seq| BodyWire::Issue {
+            self.desk(|seq| BodyWire {
                 ledger: LEDGER.into(),
                 account: "operator".into(),
-                seq,
+                seq: seq,
                 not_after: NOT_AFTER.into(),
-                to: member_id(seed),
-                amount: amount.into(),
-                memo: None,
+                by: None,
+                command: CommandWire::Issue { to: member_id(seed), amount: amount.into(), memo: None },
             })
         }
 
         fn credit(&mut self, seed: u8, floor: &str) -> Result<Outcome, Refusal> {
-            self.desk(|seq| BodyWire::CreditSet {
+            self.desk(|seq| BodyWire {
                 ledger: LEDGER.into(),
                 account: "operator".into(),
-                seq,
+                seq: seq,
                 not_after: NOT_AFTER.into(),
-                target: member_id(seed),
-                floor: floor.into(),
+                by: None,
+                command: CommandWire::CreditSet { target: member_id(seed), floor: floor.into() },
             })
         }
 
         fn transfer(&mut self, from: u8, to: &str, amount: &str) -> Result<Outcome, Refusal> {
-            let body = BodyWire::Transfer {
+            let body = BodyWire {
                 ledger: LEDGER.into(),
                 account: member_id(from),
                 seq: self.next_seq(&member_id(from)),
                 not_after: NOT_AFTER.into(),
-                to: to.into(),
-                amount: amount.into(),
-                memo: Some("boulangerie".into()),
+                by: None,
+                command: CommandWire::Transfer {
+                    to: to.into(),
+                    amount: amount.into(),
+                    memo: Some("boulangerie".into()),
+                },
             };
             self.run(&member_key(from), body)
         }
 
         fn redeem(&mut self, from: u8, amount: &str) -> Result<Outcome, Refusal> {
-            let body = BodyWire::Redeem {
+            let body = BodyWire {
                 ledger: LEDGER.into(),
                 account: member_id(from),
                 seq: self.next_seq(&member_id(from)),
                 not_after: NOT_AFTER.into(),
-                amount: amount.into(),
-                memo: None,
+                by: None,
+                command: CommandWire::Redeem { amount: amount.into(), memo: None },
             };
             self.run(&member_key(from), body)
         }
@@ -753,25 +972,23 @@ mod tests {
         assert_eq!(code(world.issue(7, "1.00")), "unknown_account");
         assert_eq!(code(world.approve(7)), "unknown_account");
         // A member trying the desk's commands.
-        let body = BodyWire::Issue {
+        let body = BodyWire {
             ledger: LEDGER.into(),
             account: member_id(1),
             seq: world.next_seq(&member_id(1)),
             not_after: NOT_AFTER.into(),
-            to: member_id(1),
-            amount: "100.00".into(),
-            memo: None,
+            by: None,
+            command: CommandWire::Issue { to: member_id(1), amount: "100.00".into(), memo: None },
         };
         assert_eq!(code(world.run(&member_key(1), body)), "not_permitted");
         // The operator trying to pay.
-        let body = BodyWire::Transfer {
+        let body = BodyWire {
             ledger: LEDGER.into(),
             account: "operator".into(),
             seq: world.next_seq("operator"),
             not_after: NOT_AFTER.into(),
-            to: member_id(1),
-            amount: "1.00".into(),
-            memo: None,
+            by: None,
+            command: CommandWire::Transfer { to: member_id(1), amount: "1.00".into(), memo: None },
         };
         let operator = world.operator.clone();
         assert_eq!(code(world.run(&operator, body)), "not_permitted");
@@ -783,14 +1000,13 @@ mod tests {
         world.register(1).unwrap();
         world.register(2).unwrap();
         world.issue(1, "10.00").unwrap();
-        let transfer = |seq: &str, ledger: &str, not_after: &str| BodyWire::Transfer {
+        let transfer = |seq: &str, ledger: &str, not_after: &str| BodyWire {
             ledger: ledger.into(),
             account: member_id(1),
             seq: seq.into(),
             not_after: not_after.into(),
-            to: member_id(2),
-            amount: "1.00".into(),
-            memo: None,
+            by: None,
+            command: CommandWire::Transfer { to: member_id(2), amount: "1.00".into(), memo: None },
         };
         assert_eq!(code(world.run(&member_key(2), transfer("1", LEDGER, NOT_AFTER))), "wrong_key");
         assert_eq!(code(world.run(&member_key(1), transfer("0", LEDGER, NOT_AFTER))), "seq_reused");
@@ -801,20 +1017,19 @@ mod tests {
         let now = "2026-11-25T10:00:00Z";
         assert_eq!(code(world.run(&member_key(1), transfer("1", LEDGER, now))), "ok", "not_after is inclusive");
         // The same key cannot open a second account, nor can the operator's.
-        let register = |account: String| BodyWire::Register {
+        let register = |account: String| BodyWire {
             ledger: LEDGER.into(),
-            account,
+            account: account,
             seq: "0".into(),
             not_after: NOT_AFTER.into(),
-            name: "Twice".into(),
+            by: None,
+            command: CommandWire::Register { name: "Twice".into() },
         };
         assert_eq!(code(world.run(&member_key(1), register(member_id(9)))), "key_in_use");
         let operator = world.operator.clone();
         assert_eq!(code(world.run(&operator, register(member_id(9)))), "key_in_use");
         let mut late = register(member_id(9));
-        if let BodyWire::Register { seq, .. } = &mut late {
-            *seq = "1".into();
-        }
+        late.seq = "1".into();
         assert_eq!(code(world.run(&member_key(9), late)), "seq_gap");
     }
 

@@ -5,14 +5,18 @@
 //! must get the same answers. `tests/it/layers.rs` checks that no file here names the
 //! outer layers' crates.
 
+pub mod board;
+pub mod body;
 pub mod canonical;
 pub mod checkpoint;
 pub mod geo;
 pub mod ids;
 pub mod leaf;
 pub mod ledger;
+pub mod matching;
 pub mod merkle;
 pub mod money;
 pub mod policy;
 pub mod protocol;
+pub mod rides;
 pub mod time;

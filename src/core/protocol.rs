@@ -19,10 +19,13 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
 
+pub use crate::core::body::{
+    Body, BodyWire, CancelTarget, Command, CommandWire, OfferSpec, OfferWire, PlaceRef, PlaceWire, RequestSpec,
+    RequestWire, Resolution, Schedule,
+};
+use crate::core::body::{BodyFields, FieldsError, body_from_wire};
 use crate::core::canonical::{self, JsonError};
-use crate::core::ids::{AccountId, IdError, Seq, Text};
-use crate::core::money::{Amount, Floor, MoneyError};
-use crate::core::time::{TimeError, Timestamp};
+use crate::core::money::MoneyError;
 
 /// What every signed message starts with, so a covoit signature means nothing elsewhere.
 pub const MESSAGE_PREFIX: &[u8] = b"covoit/command/v1\n";
@@ -38,162 +41,6 @@ pub struct Envelope {
     pub body: String,
     pub key: String,
     pub sig: String,
-}
-
-/// A body as it is written on the wire: every field a string except small counts.
-/// Built by clients with serde, read back by [`open_envelope`] after the canonical
-/// check; converted by hand into [`Command`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", deny_unknown_fields)]
-pub enum BodyWire {
-    #[serde(rename = "account.register")]
-    Register { ledger: String, account: String, seq: String, not_after: String, name: String },
-    #[serde(rename = "account.approve")]
-    Approve { ledger: String, account: String, seq: String, not_after: String, target: String },
-    #[serde(rename = "credit.set")]
-    CreditSet { ledger: String, account: String, seq: String, not_after: String, target: String, floor: String },
-    #[serde(rename = "issue")]
-    Issue {
-        ledger: String,
-        account: String,
-        seq: String,
-        not_after: String,
-        to: String,
-        amount: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        memo: Option<String>,
-    },
-    #[serde(rename = "transfer")]
-    Transfer {
-        ledger: String,
-        account: String,
-        seq: String,
-        not_after: String,
-        to: String,
-        amount: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        memo: Option<String>,
-    },
-    #[serde(rename = "redeem")]
-    Redeem {
-        ledger: String,
-        account: String,
-        seq: String,
-        not_after: String,
-        amount: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        memo: Option<String>,
-    },
-}
-
-/// Every body field at once, in sorted order, for the fast path of [`parse_body`]
-/// (see `canonical::parse_presorted`): a flat struct parses in one pass, where the
-/// tagged [`BodyWire`] would buffer the body first.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BodyFields {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    account: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    amount: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    floor: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ledger: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    memo: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    not_after: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    seq: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    target: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    to: Option<String>,
-    #[serde(rename = "type")]
-    kind: String,
-}
-
-impl BodyFields {
-    /// The body's command, when exactly its type's fields are present; `None` sends
-    /// the body down the slow path, which says what is wrong.
-    fn into_wire(self) -> Option<BodyWire> {
-        let BodyFields { account, amount, floor, ledger, memo, name, not_after, seq, target, to, kind } = self;
-        let (ledger, account, seq, not_after) = (ledger?, account?, seq?, not_after?);
-        let only = |present: &[bool]| present.iter().all(|present| !present);
-        let wire = match kind.as_str() {
-            "account.register"
-                if only(&[amount.is_some(), floor.is_some(), memo.is_some(), target.is_some(), to.is_some()]) =>
-            {
-                BodyWire::Register { ledger, account, seq, not_after, name: name? }
-            }
-            "account.approve"
-                if only(&[amount.is_some(), floor.is_some(), memo.is_some(), name.is_some(), to.is_some()]) =>
-            {
-                BodyWire::Approve { ledger, account, seq, not_after, target: target? }
-            }
-            "credit.set" if only(&[amount.is_some(), memo.is_some(), name.is_some(), to.is_some()]) => {
-                BodyWire::CreditSet { ledger, account, seq, not_after, target: target?, floor: floor? }
-            }
-            "issue" if only(&[floor.is_some(), name.is_some(), target.is_some()]) => {
-                BodyWire::Issue { ledger, account, seq, not_after, to: to?, amount: amount?, memo }
-            }
-            "transfer" if only(&[floor.is_some(), name.is_some(), target.is_some()]) => {
-                BodyWire::Transfer { ledger, account, seq, not_after, to: to?, amount: amount?, memo }
-            }
-            "redeem" if only(&[floor.is_some(), name.is_some(), target.is_some(), to.is_some()]) => {
-                BodyWire::Redeem { ledger, account, seq, not_after, amount: amount?, memo }
-            }
-            _ => return None,
-        };
-        Some(wire)
-    }
-}
-
-/// What a command asks for, with every field parsed into its domain type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Register { name: Text },
-    Approve { target: AccountId },
-    CreditSet { target: AccountId, floor: Floor },
-    Issue { to: AccountId, amount: Amount, memo: Option<Text> },
-    Transfer { to: AccountId, amount: Amount, memo: Option<Text> },
-    Redeem { amount: Amount, memo: Option<Text> },
-}
-
-impl Command {
-    /// The wire name of the command, as in the body's `type`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Command::Register { .. } => "account.register",
-            Command::Approve { .. } => "account.approve",
-            Command::CreditSet { .. } => "credit.set",
-            Command::Issue { .. } => "issue",
-            Command::Transfer { .. } => "transfer",
-            Command::Redeem { .. } => "redeem",
-        }
-    }
-
-    pub fn memo(&self) -> Option<&Text> {
-        match self {
-            Command::Issue { memo, .. } | Command::Transfer { memo, .. } | Command::Redeem { memo, .. } => {
-                memo.as_ref()
-            }
-            _ => None,
-        }
-    }
-}
-
-/// The fields every body has, and its command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Body {
-    pub ledger: String,
-    pub account: AccountId,
-    pub seq: Seq,
-    pub not_after: Timestamp,
-    pub command: Command,
 }
 
 /// A command whose envelope, canonical body and signature have been checked against
@@ -566,7 +413,7 @@ fn json_error(part: &'static str, error: JsonError) -> ProtocolError {
 
 /// Parses body bytes: canonical JSON, then the wire struct, then the domain types.
 pub fn parse_body(body_bytes: &[u8]) -> Result<Body, ProtocolError> {
-    if let Some(wire) = canonical::parse_presorted::<BodyFields>(body_bytes).and_then(BodyFields::into_wire) {
+    if let Some(Ok(wire)) = canonical::parse_presorted::<BodyFields>(body_bytes).map(BodyFields::into_wire) {
         return body_from_wire(wire);
     }
     // The slow path, to say precisely what is wrong.
@@ -574,12 +421,20 @@ pub fn parse_body(body_bytes: &[u8]) -> Result<Body, ProtocolError> {
     if !value.is_object() {
         return Err(ProtocolError::InvalidField("the body must be a JSON object".into()));
     }
-    let wire = serde_json::from_value::<BodyWire>(value).map_err(classify_body_error)?;
-    if !canonical::serializes_to(&wire, body_bytes) {
+    let fields = serde_json::from_value::<BodyFields>(value).map_err(classify_body_error)?;
+    if !canonical::serializes_to(&fields, body_bytes) {
         // Canonical JSON, but not as a client writes this body: a null instead of an
-        // absent memo, say. One meaning has one spelling.
+        // absent field, say. One meaning has one spelling.
         return Err(ProtocolError::NotCanonical(JsonError::NotCanonical));
     }
+    let wire = fields.into_wire().map_err(|error| match error {
+        FieldsError::UnknownType(kind) => ProtocolError::UnknownType(format!("\"{kind}\"")),
+        FieldsError::NotOfType { field, kind } => ProtocolError::UnknownField {
+            part: "body",
+            detail: format!("\"{field}\" is not a field of a \"{kind}\" command"),
+        },
+        FieldsError::Missing(field) => ProtocolError::InvalidField(format!("the body has no \"{field}\"")),
+    })?;
     body_from_wire(wire)
 }
 
@@ -588,8 +443,6 @@ fn classify_body_error(error: serde_json::Error) -> ProtocolError {
     let detail = error.to_string();
     if detail.starts_with("unknown field") {
         ProtocolError::UnknownField { part: "body", detail }
-    } else if detail.starts_with("unknown variant") {
-        ProtocolError::UnknownType(detail)
     } else if detail.starts_with("missing field `type`") {
         ProtocolError::InvalidField("the body has no \"type\"".into())
     } else {
@@ -597,91 +450,27 @@ fn classify_body_error(error: serde_json::Error) -> ProtocolError {
     }
 }
 
-struct Common {
-    ledger: String,
-    account: String,
-    seq: String,
-    not_after: String,
-}
-
-fn body_from_wire(wire: BodyWire) -> Result<Body, ProtocolError> {
-    let (common, command) = match wire {
-        BodyWire::Register { ledger, account, seq, not_after, name } => {
-            let command = Command::Register { name: text("name", &name)? };
-            let account = AccountId::parse_member(&account).map_err(field_error)?;
-            let common = Common { ledger, account: account.to_string(), seq, not_after };
-            (common, command)
-        }
-        BodyWire::Approve { ledger, account, seq, not_after, target } => {
-            (Common { ledger, account, seq, not_after }, Command::Approve { target: account_id(&target)? })
-        }
-        BodyWire::CreditSet { ledger, account, seq, not_after, target, floor } => {
-            let floor = Floor::parse(&floor).map_err(ProtocolError::InvalidAmount)?;
-            (Common { ledger, account, seq, not_after }, Command::CreditSet { target: account_id(&target)?, floor })
-        }
-        BodyWire::Issue { ledger, account, seq, not_after, to, amount, memo } => {
-            let command = Command::Issue { to: account_id(&to)?, amount: amount_of(&amount)?, memo: memo_of(memo)? };
-            (Common { ledger, account, seq, not_after }, command)
-        }
-        BodyWire::Transfer { ledger, account, seq, not_after, to, amount, memo } => {
-            let command = Command::Transfer { to: account_id(&to)?, amount: amount_of(&amount)?, memo: memo_of(memo)? };
-            (Common { ledger, account, seq, not_after }, command)
-        }
-        BodyWire::Redeem { ledger, account, seq, not_after, amount, memo } => {
-            let command = Command::Redeem { amount: amount_of(&amount)?, memo: memo_of(memo)? };
-            (Common { ledger, account, seq, not_after }, command)
-        }
-    };
-    Ok(Body {
-        ledger: common.ledger,
-        account: account_id(&common.account)?,
-        seq: Seq::parse(&common.seq).map_err(field_error)?,
-        not_after: Timestamp::parse(&common.not_after).map_err(time_error)?,
-        command,
-    })
-}
-
-fn field_error(error: IdError) -> ProtocolError {
-    ProtocolError::InvalidField(error.to_string())
-}
-
-fn time_error(error: TimeError) -> ProtocolError {
-    ProtocolError::InvalidField(format!("not_after: {error}"))
-}
-
-fn account_id(text: &str) -> Result<AccountId, ProtocolError> {
-    AccountId::parse(text).map_err(field_error)
-}
-
-fn amount_of(text: &str) -> Result<Amount, ProtocolError> {
-    Amount::parse(text).map_err(ProtocolError::InvalidAmount)
-}
-
-fn text(field: &'static str, value: &str) -> Result<Text, ProtocolError> {
-    Text::parse(field, value).map_err(field_error)
-}
-
-fn memo_of(memo: Option<String>) -> Result<Option<Text>, ProtocolError> {
-    memo.map(|memo| text("memo", &memo)).transpose()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::ids::Seq;
 
     fn key(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&[seed; 32])
     }
 
     fn transfer(amount: &str) -> BodyWire {
-        BodyWire::Transfer {
+        BodyWire {
             ledger: "covoit/test".into(),
             account: "0f8e2a5c-3b1d-4c6e-9a7f-2d4b6c8e0a1b".into(),
             seq: "3".into(),
             not_after: "2030-01-01T00:00:00Z".into(),
-            to: "1a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d".into(),
-            amount: amount.into(),
-            memo: Some("pain".into()),
+            by: None,
+            command: CommandWire::Transfer {
+                to: "1a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d".into(),
+                amount: amount.into(),
+                memo: Some("pain".into()),
+            },
         }
     }
 
@@ -777,94 +566,14 @@ mod tests {
     }
 
     #[test]
-    fn the_serde_form_of_body_fields_is_canonical() {
-        let text = |name: &str| Some(format!("{name} \u{1f} é"));
-        let all = BodyFields {
-            account: text("account"),
-            amount: text("amount"),
-            floor: text("floor"),
-            ledger: text("ledger"),
-            memo: text("memo"),
-            name: text("name"),
-            not_after: text("not_after"),
-            seq: text("seq"),
-            target: text("target"),
-            to: text("to"),
-            kind: "transfer".into(),
-        };
-        assert_eq!(serde_json::to_vec(&all).unwrap(), canonical::to_canonical_vec(&all));
-    }
-
-    /// Every body takes the fast path and the slow path to the same answer.
-    #[test]
-    fn fast_and_slow_paths_agree() {
-        let bodies = [
-            transfer("1.00"),
-            BodyWire::Register {
-                ledger: "l".into(),
-                account: "0f8e2a5c-3b1d-4c6e-9a7f-2d4b6c8e0a1b".into(),
-                seq: "0".into(),
-                not_after: "2030-01-01T00:00:00Z".into(),
-                name: "Élise".into(),
-            },
-            BodyWire::Approve {
-                ledger: "l".into(),
-                account: "operator".into(),
-                seq: "1".into(),
-                not_after: "2030-01-01T00:00:00Z".into(),
-                target: "reserve".into(),
-            },
-            BodyWire::CreditSet {
-                ledger: "l".into(),
-                account: "operator".into(),
-                seq: "1".into(),
-                not_after: "2030-01-01T00:00:00Z".into(),
-                target: "reserve".into(),
-                floor: "-5".into(),
-            },
-            BodyWire::Issue {
-                ledger: "l".into(),
-                account: "operator".into(),
-                seq: "1".into(),
-                not_after: "2030-01-01T00:00:00Z".into(),
-                to: "reserve".into(),
-                amount: "5".into(),
-                memo: None,
-            },
-            BodyWire::Redeem {
-                ledger: "l".into(),
-                account: "operator".into(),
-                seq: "1".into(),
-                not_after: "2030-01-01T00:00:00Z".into(),
-                amount: "5".into(),
-                memo: Some("m".into()),
-            },
-        ];
-        for body in bodies {
-            let bytes = canonical::to_canonical_vec(&body);
-            let fast = canonical::parse_presorted::<BodyFields>(&bytes).and_then(BodyFields::into_wire);
-            assert_eq!(fast, Some(body.clone()), "fast path of {body:?}");
-            let value = canonical::check_canonical(&bytes).unwrap();
-            assert_eq!(serde_json::from_value::<BodyWire>(value).unwrap(), body, "slow path");
-        }
-        // A field of another type sends the body down the slow path, which refuses it.
-        let with_name = String::from_utf8(canonical::to_canonical_vec(&transfer("1.00")))
-            .unwrap()
-            .replace(r#""memo":"pain""#, r#""memo":"pain","name":"x""#);
-        assert!(
-            canonical::parse_presorted::<BodyFields>(with_name.as_bytes()).and_then(BodyFields::into_wire).is_none()
-        );
-        assert_eq!(parse_body(with_name.as_bytes()).unwrap_err().code(), "unknown_field");
-    }
-
-    #[test]
     fn registration_needs_a_member_uuid() {
-        let register = |account: &str| BodyWire::Register {
+        let register = |account: &str| BodyWire {
             ledger: "covoit/test".into(),
             account: account.into(),
             seq: "0".into(),
             not_after: "2030-01-01T00:00:00Z".into(),
-            name: "Élise".into(),
+            by: None,
+            command: CommandWire::Register { name: "Élise".into() },
         };
         let envelope = sign_body(&key(1), &register("0f8e2a5c-3b1d-4c6e-9a7f-2d4b6c8e0a1b"));
         assert!(open_envelope(&envelope_bytes(&envelope)).is_ok());

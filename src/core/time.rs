@@ -76,6 +76,50 @@ impl fmt::Display for Timestamp {
     }
 }
 
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Timestamp::parse_canonical(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for dates as "YYYY-MM-DD".
+pub mod date_text {
+    use serde::Deserialize;
+
+    pub fn serialize<S: serde::Serializer>(date: &time::Date, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format_date(*date))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<time::Date, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse_date(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for optional dates as "YYYY-MM-DD" or null.
+pub mod optional_date_text {
+    use serde::Deserialize;
+
+    pub fn serialize<S: serde::Serializer>(date: &Option<time::Date>, serializer: S) -> Result<S::Ok, S::Error> {
+        match date {
+            Some(date) => serializer.serialize_str(&super::format_date(*date)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<time::Date>, D::Error> {
+        let text = Option::<String>::deserialize(deserializer)?;
+        text.map(|text| super::parse_date(&text).map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
 /// A calendar date as written on the wire: "2026-11-25".
 pub fn parse_date(text: &str) -> Result<Date, TimeError> {
     let error = || TimeError { text: text.to_owned() };

@@ -69,16 +69,38 @@ impl From<ProtocolError> for ApiError {
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> ApiError {
         let status = match refusal {
-            Refusal::WrongLedger { .. } | Refusal::Expired { .. } => StatusCode::BAD_REQUEST,
+            Refusal::WrongLedger { .. } | Refusal::Expired { .. } | Refusal::UnexpectedEvent(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Refusal::NotAMember(_) | Refusal::SelfTransfer => StatusCode::BAD_REQUEST,
-            Refusal::UnknownAccount(_) => StatusCode::NOT_FOUND,
-            Refusal::WrongKey(_) | Refusal::NotPermitted { .. } | Refusal::AccountPending(_) => StatusCode::FORBIDDEN,
+            Refusal::UnknownAccount(_) | Refusal::UnknownPoint(_) | Refusal::UnknownRide(_) => StatusCode::NOT_FOUND,
+            Refusal::WrongKey(_)
+            | Refusal::NotPermitted { .. }
+            | Refusal::AccountPending(_)
+            | Refusal::NotCustodial(_)
+            | Refusal::NotYours(_) => StatusCode::FORBIDDEN,
             Refusal::AccountExists(_) | Refusal::KeyInUse | Refusal::AlreadyApproved(_) => StatusCode::CONFLICT,
             Refusal::SeqReused { .. } | Refusal::SeqGap { .. } => StatusCode::CONFLICT,
+            Refusal::RideExists(_)
+            | Refusal::RideClosed(_)
+            | Refusal::NoSeats
+            | Refusal::TooLate(_)
+            | Refusal::TooEarly(_)
+            | Refusal::WrongState { .. }
+            | Refusal::NotDue(_) => StatusCode::CONFLICT,
             Refusal::InsufficientFunds { .. }
             | Refusal::FloorAboveBalance { .. }
             | Refusal::ReserveExhausted { .. }
-            | Refusal::BalanceLimit(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | Refusal::BalanceLimit(_)
+            | Refusal::OwnRide
+            | Refusal::NotScheduled(_)
+            | Refusal::InThePast
+            | Refusal::TooFarAhead
+            | Refusal::TripTooShort { .. }
+            | Refusal::TripTooLong { .. }
+            | Refusal::DoesNotFit
+            | Refusal::TooManyTrips { .. }
+            | Refusal::TripsTooClose { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, refusal.code(), refusal.to_string())
     }

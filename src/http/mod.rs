@@ -20,6 +20,8 @@ use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::{self, Reply, Response};
 
+use crate::clock::Clock;
+use crate::core::board::{Board, Notification};
 use crate::core::ids::AccountId;
 use crate::core::protocol::{self, ENVELOPE_BYTES_MAX};
 use crate::http::error::ApiError;
@@ -54,11 +56,20 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The OpenAPI description of every route, compiled in.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
+/// Live event streams open at once; more are refused with 503 until one closes.
+pub const STREAMS_MAX: usize = 256;
+
 /// What the handlers share.
 pub struct App {
     pub writer: WriterHandle,
     pub reader: Arc<Reader>,
     pub reads: Semaphore,
+    /// Open offers and requests, for matching and listings; kept by the writer.
+    pub board: Arc<std::sync::RwLock<Board>>,
+    /// What the writer's commits mean for the live streams.
+    pub notifications: tokio::sync::broadcast::Sender<Notification>,
+    pub streams: Arc<Semaphore>,
+    pub clock: Clock,
 }
 
 /// All routes, with the rejection handler.

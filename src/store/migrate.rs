@@ -13,6 +13,7 @@ use crate::store::StoreError;
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "0001_ledger.sql", include_str!("../../sql/0001_ledger.sql")),
     (2, "0002_merkle.sql", include_str!("../../sql/0002_merkle.sql")),
+    (3, "0003_rides.sql", include_str!("../../sql/0003_rides.sql")),
 ];
 
 /// Applies the migrations the database has not run yet; returns how many ran.

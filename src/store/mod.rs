@@ -21,6 +21,7 @@ use crate::core::ledger::{Account, State, Status, Totals};
 use crate::core::merkle::{self, Frontier, Hash, Node, Nodes};
 use crate::core::money::Floor;
 use crate::core::policy::{Event, Genesis, Policy};
+use crate::core::rides::{RideObject, Rides};
 use crate::core::time::Timestamp;
 
 /// How long a connection waits for a lock before it gives up.
@@ -189,15 +190,64 @@ pub fn load_state(connection: &Connection) -> Result<State, StoreError> {
     let last_accepted_at = Timestamp::parse_canonical(&last_accepted_at).map_err(corrupt)?;
     let totals = Totals { size: to_u64(size)?, last_accepted_at, issued, redeemed };
     let accounts = load_accounts(connection)?;
+    let rides = Rides::restore(load_ride_objects(connection)?.into_iter());
     // restore() asserts the invariants; a database that breaks them was changed
     // behind the service's back, and refusing to start is the right answer.
-    State::restore(&genesis, accounts.into_iter(), totals).map_err(corrupt)
+    State::restore(&genesis, accounts.into_iter(), rides, totals).map_err(corrupt)
+}
+
+/// Every ride object, as stored.
+pub fn load_ride_objects(connection: &Connection) -> Result<Vec<RideObject>, StoreError> {
+    let mut statement = connection.prepare("SELECT kind, state FROM ride_objects")?;
+    let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    let mut objects = Vec::new();
+    for row in rows {
+        let (kind, state) = row?;
+        let object = ride_object_from_json(&kind, &state)?;
+        objects.push(object);
+    }
+    Ok(objects)
+}
+
+/// A ride object from its row: the kind, and the state as JSON.
+pub fn ride_object_from_json(kind: &str, state: &str) -> Result<RideObject, StoreError> {
+    let wrapped = format!("{{\"kind\":{},\"object\":{state}}}", serde_json::to_string(kind).expect("a string"));
+    serde_json::from_str(&wrapped)
+        .map_err(|error| StoreError::Corrupt(format!("a stored {kind} does not parse: {error}")))
+}
+
+/// Writes the object a ride change left under `(kind, id)`, or deletes its row if it
+/// is gone (a removed meeting point).
+pub fn save_ride_object(connection: &Connection, rides: &Rides, kind: &str, id: &str) -> Result<(), StoreError> {
+    let Some(object) = rides.object(kind, id) else {
+        connection
+            .prepare_cached("DELETE FROM ride_objects WHERE kind = ?1 AND id = ?2")?
+            .execute(params![kind, id])?;
+        return Ok(());
+    };
+    let (driver, passenger, state) = match &object {
+        RideObject::Point(point) => (None, None, serde_json::to_string(point)),
+        RideObject::Offer(offer) => (Some(offer.driver.to_string()), None, serde_json::to_string(offer)),
+        RideObject::Request(request) => (None, Some(request.passenger.to_string()), serde_json::to_string(request)),
+        RideObject::Occurrence(occurrence) => (None, None, serde_json::to_string(occurrence)),
+        RideObject::Booking(booking) => {
+            (Some(booking.driver.to_string()), Some(booking.passenger.to_string()), serde_json::to_string(booking))
+        }
+    };
+    let state = state.expect("ride objects serialise");
+    let mut statement = connection.prepare_cached(
+        "INSERT INTO ride_objects (kind, id, driver, passenger, state) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (kind, id) DO UPDATE SET driver = excluded.driver, passenger = excluded.passenger,
+             state = excluded.state",
+    )?;
+    statement.execute(params![kind, id, driver, passenger, state])?;
+    Ok(())
 }
 
 /// Every account row, as stored.
 pub fn load_accounts(connection: &Connection) -> Result<Vec<Account>, StoreError> {
-    let mut statement =
-        connection.prepare("SELECT account, key, name, status, balance, held, floor, next_seq FROM accounts")?;
+    let mut statement = connection
+        .prepare("SELECT account, key, name, status, balance, held, floor, next_seq, custodial FROM accounts")?;
     let rows = statement.query_map([], account_from_row)?.collect::<Result<Vec<Result<Account, StoreError>>, _>>()?;
     rows.into_iter().collect()
 }
@@ -205,10 +255,11 @@ pub fn load_accounts(connection: &Connection) -> Result<Vec<Account>, StoreError
 /// Inserts or replaces an account's row from the state.
 pub fn save_account(connection: &Connection, account: &Account) -> Result<(), StoreError> {
     let mut statement = connection.prepare_cached(
-        "INSERT INTO accounts (account, key, name, status, balance, held, floor, next_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO accounts (account, key, name, status, balance, held, floor, next_seq, custodial)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (account) DO UPDATE SET key = excluded.key, name = excluded.name, status = excluded.status,
-             balance = excluded.balance, held = excluded.held, floor = excluded.floor, next_seq = excluded.next_seq",
+             balance = excluded.balance, held = excluded.held, floor = excluded.floor, next_seq = excluded.next_seq,
+             custodial = excluded.custodial",
     )?;
     statement.execute(params![
         account.id.as_str(),
@@ -219,26 +270,37 @@ pub fn save_account(connection: &Connection, account: &Account) -> Result<(), St
         account.held,
         account.floor.map(Floor::minor),
         to_i64(account.next_seq.value())?,
+        account.custodial,
     ])?;
     Ok(())
 }
 
-type AccountRow = (String, Option<Vec<u8>>, Option<String>, String, i64, i64, Option<i64>, i64);
+type AccountRow = (String, Option<Vec<u8>>, Option<String>, String, i64, i64, Option<i64>, i64, bool);
 
 fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Account, StoreError>> {
-    let columns: AccountRow =
-        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?);
+    let columns: AccountRow = (
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
+    );
     Ok(account_from_columns(columns))
 }
 
 fn account_from_columns(columns: AccountRow) -> Result<Account, StoreError> {
-    let (id, key, name, status, balance, held, floor, next_seq) = columns;
+    let (id, key, name, status, balance, held, floor, next_seq, custodial) = columns;
     let key = key.map(|key| <[u8; 32]>::try_from(key.as_slice())).transpose().map_err(corrupt)?;
     Ok(Account {
         id: AccountId::parse(&id).map_err(corrupt)?,
         key,
         name: name.map(|name| Text::parse("name", &name)).transpose().map_err(corrupt)?,
         status: Status::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("unknown status {status}")))?,
+        custodial,
         balance,
         held,
         floor: floor.map(Floor::from_minor).transpose().map_err(corrupt)?,

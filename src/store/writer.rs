@@ -16,11 +16,13 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
+use crate::core::canonical;
 use crate::core::checkpoint;
 use crate::core::ids::{AccountId, Seq};
 use crate::core::leaf::{self, Content, Posting};
 use crate::core::ledger::{self, Refusal, State};
 use crate::core::merkle::{self, Frontier};
+use crate::core::policy::Event;
 use crate::core::protocol::VerifiedCommand;
 use crate::core::time::Timestamp;
 use crate::store::{self, StoreError, to_i64, to_u64};
@@ -58,6 +60,8 @@ pub enum SubmitError {
 
 enum Message {
     Submit(Box<Submission>),
+    /// Append the server events now due; tell the sender when done.
+    Tick(Option<oneshot::Sender<()>>),
     Stop,
 }
 
@@ -80,10 +84,11 @@ impl WriterHandle {
         ledger: Ledger,
         ledger_key: SigningKey,
         clock: Clock,
+        after_commit: AfterCommit,
     ) -> std::io::Result<WriterHandle> {
         assert_eq!(ledger.state.size(), ledger.frontier.size(), "the tree covers the whole log");
         let (sender, receiver) = mpsc::channel(QUEUE_COMMANDS_MAX);
-        let writer = Writer { connection, ledger, ledger_key, clock, receiver, stopping: false };
+        let writer = Writer { connection, ledger, ledger_key, clock, receiver, stopping: false, after_commit };
         let thread = std::thread::Builder::new().name("covoit-writer".into()).spawn(move || writer.run())?;
         Ok(WriterHandle { sender, thread: std::sync::Mutex::new(Some(thread)) })
     }
@@ -96,6 +101,20 @@ impl WriterHandle {
             .await
             .map_err(|_| SubmitError::Stopped)?;
         answer.await.unwrap_or(Err(SubmitError::Stopped))
+    }
+
+    /// Appends the server events due now (ride settlements and expiries) and waits
+    /// until they are committed. The service's timer calls this; so can tests.
+    pub async fn tick(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.sender.send(Message::Tick(Some(done))).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    /// Asks for the due server events without waiting (from a timer).
+    pub fn try_tick(&self) {
+        let _ = self.sender.try_send(Message::Tick(None));
     }
 
     /// Whether the writer thread is still taking commands.
@@ -123,6 +142,18 @@ pub struct Ledger {
     pub frontier: Frontier,
 }
 
+/// What a committed batch changed, for the matching board and the event streams.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub accounts: BTreeSet<AccountId>,
+    /// (kind, id) of every ride object changed or removed.
+    pub rides: BTreeSet<(&'static str, String)>,
+    pub policy: bool,
+}
+
+/// Called by the writer after each commit, with the new state and what changed.
+pub type AfterCommit = Box<dyn FnMut(&State, &Changes) + Send>;
+
 struct Writer {
     connection: Connection,
     ledger: Ledger,
@@ -130,6 +161,14 @@ struct Writer {
     clock: Clock,
     receiver: mpsc::Receiver<Message>,
     stopping: bool,
+    after_commit: AfterCommit,
+}
+
+/// What the writer takes in one go: commands, and ticks asking for due events.
+#[derive(Default)]
+struct Batch {
+    submissions: Vec<Submission>,
+    ticks: Vec<oneshot::Sender<()>>,
 }
 
 /// What the writer decided for one submission, before the batch commits.
@@ -150,19 +189,21 @@ impl Writer {
         }
     }
 
-    /// Waits for one submission, then takes whatever else is queued.
-    fn next_batch(&mut self) -> Option<Vec<Submission>> {
+    /// Waits for one submission or tick, then takes whatever else is queued.
+    fn next_batch(&mut self) -> Option<Batch> {
         if self.stopping {
             return None;
         }
-        let mut batch = Vec::new();
+        let mut batch = Batch::default();
         match self.receiver.blocking_recv() {
-            Some(Message::Submit(submission)) => batch.push(*submission),
+            Some(Message::Submit(submission)) => batch.submissions.push(*submission),
+            Some(Message::Tick(done)) => batch.ticks.extend(done),
             Some(Message::Stop) | None => return None,
         }
-        while batch.len() < BATCH_COMMANDS_MAX {
+        while batch.submissions.len() < BATCH_COMMANDS_MAX {
             match self.receiver.try_recv() {
-                Ok(Message::Submit(submission)) => batch.push(*submission),
+                Ok(Message::Submit(submission)) => batch.submissions.push(*submission),
+                Ok(Message::Tick(done)) => batch.ticks.extend(done),
                 Ok(Message::Stop) => {
                     self.stopping = true;
                     break;
@@ -173,24 +214,31 @@ impl Writer {
         Some(batch)
     }
 
-    fn process(&mut self, batch: Vec<Submission>) {
+    fn process(&mut self, batch: Batch) {
         // accepted_at never goes backwards, even if the system clock does.
         let accepted_at = self.clock.now().max(self.ledger.state.totals().last_accepted_at);
-        match self.write_batch(&batch, accepted_at) {
-            Ok(decisions) => {
-                for (submission, decision) in batch.into_iter().zip(decisions) {
+        let Batch { submissions, ticks } = batch;
+        match self.write_batch(&submissions, accepted_at) {
+            Ok((decisions, changes)) => {
+                if changes != Changes::default() {
+                    (self.after_commit)(&self.ledger.state, &changes);
+                }
+                for (submission, decision) in submissions.into_iter().zip(decisions) {
                     let answer = self.answer(decision);
                     // The client may have gone away; its command is stored all the same.
                     let _ = submission.reply.send(answer);
                 }
             }
             Err(error) => {
-                tracing::error!(%error, commands = batch.len(), "a batch failed to commit; nothing of it was kept");
-                for submission in batch {
+                tracing::error!(%error, commands = submissions.len(), "a batch failed to commit; nothing of it was kept");
+                for submission in submissions {
                     let _ = submission.reply.send(Err(SubmitError::Unavailable(error.to_string())));
                 }
                 self.reload();
             }
+        }
+        for done in ticks {
+            let _ = done.send(());
         }
     }
 
@@ -204,23 +252,37 @@ impl Writer {
         }
     }
 
-    /// Applies the batch in one transaction, extends the tree, signs a checkpoint and
-    /// commits.
-    fn write_batch(&mut self, batch: &[Submission], accepted_at: Timestamp) -> Result<Vec<Decision>, StoreError> {
+    /// Appends the server events now due, then applies the commands, in one
+    /// transaction; extends the tree, signs a checkpoint and commits.
+    fn write_batch(
+        &mut self,
+        batch: &[Submission],
+        accepted_at: Timestamp,
+    ) -> Result<(Vec<Decision>, Changes), StoreError> {
         let Writer { connection, ledger, ledger_key, .. } = self;
         let first_index = ledger.state.size();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut changes = Changes::default();
+        for event in ledger::due_events(&ledger.state, accepted_at) {
+            append_event(&transaction, ledger, &event, accepted_at, &mut changes)?;
+        }
         let mut decisions = Vec::with_capacity(batch.len());
-        let mut touched = BTreeSet::new();
         for submission in batch {
-            decisions.push(decide_one(&transaction, ledger, &submission.command, accepted_at, &mut touched)?);
+            decisions.push(decide_one(&transaction, ledger, &submission.command, accepted_at, &mut changes)?);
         }
         if ledger.state.size() == first_index {
             // Nothing accepted: nothing to write. Dropping the transaction rolls back.
-            return Ok(decisions);
+            return Ok((decisions, Changes::default()));
         }
-        for id in &touched {
+        for id in &changes.accounts {
             store::save_account(&transaction, ledger.state.account(id).expect("touched accounts exist"))?;
+        }
+        for (kind, id) in &changes.rides {
+            store::save_ride_object(&transaction, ledger.state.rides(), kind, id)?;
+        }
+        if changes.policy {
+            let policy = String::from_utf8(canonical::to_canonical_vec(ledger.state.policy())).expect("JSON is UTF-8");
+            transaction.execute("UPDATE ledger SET policy = ?1 WHERE id = 1", [policy])?;
         }
         assert_eq!(ledger.frontier.size(), ledger.state.size(), "every leaf is in the tree");
         let totals = ledger.state.totals();
@@ -233,7 +295,7 @@ impl Writer {
         )?;
         assert_postings_balance(&transaction, first_index)?;
         transaction.commit()?;
-        Ok(decisions)
+        Ok((decisions, changes))
     }
 
     /// After a failed batch the in-memory state may hold changes that were rolled
@@ -260,14 +322,15 @@ fn decide_one(
     ledger: &mut Ledger,
     command: &VerifiedCommand,
     accepted_at: Timestamp,
-    touched: &mut BTreeSet<AccountId>,
+    changes: &mut Changes,
 ) -> Result<Decision, StoreError> {
     let Ledger { state, frontier } = ledger;
     let body = command.body();
     // The identical command again: answered from the log, before any other check,
     // so that it holds even after not_after has passed.
     if let Some(account) = state.account(&body.account) {
-        let same_key = account.key.as_ref() == Some(command.key());
+        let key = if body.by_operator { Some(state.operator_key()) } else { account.key.as_ref() };
+        let same_key = key == Some(command.key());
         if body.seq < account.next_seq && same_key {
             if let Some((index, tx)) = find_leaf(connection, &body.account, body.seq)? {
                 if &tx == command.tx() {
@@ -283,7 +346,9 @@ fn decide_one(
     let index = state.size() - 1;
     let bytes = insert_leaf(connection, index, accepted_at, command, &outcome.postings)?;
     store::insert_nodes(connection, &frontier.push(merkle::leaf_hash(&bytes)))?;
-    touched.extend(outcome.touched);
+    changes.accounts.extend(outcome.touched);
+    changes.rides.extend(outcome.rides);
+    changes.policy |= outcome.policy_changed;
     Ok(Decision::Accepted(Receipt {
         index,
         tx: *command.tx(),
@@ -292,6 +357,29 @@ fn decide_one(
         seq: body.seq,
         postings: outcome.postings,
     }))
+}
+
+/// Appends one server event as a leaf.
+fn append_event(
+    connection: &Connection,
+    ledger: &mut Ledger,
+    event: &Event,
+    accepted_at: Timestamp,
+    changes: &mut Changes,
+) -> Result<(), StoreError> {
+    let outcome = ledger::apply_event(&mut ledger.state, event, accepted_at)
+        .map_err(|refusal| StoreError::Corrupt(format!("a due event was refused: {refusal}")))?;
+    let index = ledger.state.size() - 1;
+    let bytes = leaf::encode(index, accepted_at, Content::Event(event), &outcome.postings);
+    let mut insert = connection
+        .prepare_cached("INSERT INTO leaves (leaf_index, bytes, kind, accepted_at) VALUES (?1, ?2, ?3, ?4)")?;
+    insert.execute(params![to_i64(index)?, &bytes, event.kind(), accepted_at.to_string()])?;
+    insert_postings(connection, index, &outcome.postings)?;
+    store::insert_nodes(connection, &ledger.frontier.push(merkle::leaf_hash(&bytes)))?;
+    tracing::info!(index, kind = event.kind(), "server event");
+    changes.accounts.extend(outcome.touched);
+    changes.rides.extend(outcome.rides);
+    Ok(())
 }
 
 fn insert_leaf(
@@ -317,6 +405,11 @@ fn insert_leaf(
         body.command.memo().map(|memo| memo.as_str()),
         accepted_at.to_string(),
     ])?;
+    insert_postings(connection, index, postings)?;
+    Ok(bytes)
+}
+
+fn insert_postings(connection: &Connection, index: u64, postings: &[Posting]) -> Result<(), StoreError> {
     let mut insert_posting = connection
         .prepare_cached("INSERT INTO postings (leaf_index, position, account, amount) VALUES (?1, ?2, ?3, ?4)")?;
     for (position, posting) in postings.iter().enumerate() {
@@ -327,7 +420,7 @@ fn insert_leaf(
             posting.amount_minor
         ])?;
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// The second check of the money, in SQL: every new leaf's postings sum to zero.

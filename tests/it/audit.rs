@@ -8,7 +8,7 @@ use covoit::audit::{self, DatabaseSource, Failure, Options, Report};
 use covoit::core::checkpoint;
 use covoit::core::leaf::{self, Content, OwnedContent};
 use covoit::core::merkle::{self, Frontier, Hash};
-use covoit::core::protocol::{BodyWire, base64_decode, base64_encode, sign_body};
+use covoit::core::protocol::{BodyWire, CommandWire, base64_decode, base64_encode, sign_body};
 use covoit::core::time::Timestamp;
 use ed25519_dalek::SigningKey;
 use rusqlite::{Connection, params};
@@ -385,14 +385,13 @@ fn every_tampering_is_found_and_named() {
                 let operator_seq: i64 = db
                     .query_row("SELECT next_seq FROM accounts WHERE account = 'operator'", [], |row| row.get(0))
                     .unwrap();
-                let body = BodyWire::Issue {
+                let body = BodyWire {
                     ledger: genesis["event"]["ledger"].as_str().unwrap().into(),
                     account: "operator".into(),
                     seq: operator_seq.to_string(),
                     not_after: "2030-01-01T00:00:00Z".into(),
-                    to: Member::new(3).id,
-                    amount: "500.00".into(),
-                    memo: None,
+                    by: None,
+                    command: CommandWire::Issue { to: Member::new(3).id, amount: "500.00".into(), memo: None },
                 };
                 let forged = sign_body(&SigningKey::from_bytes(&[0x66; 32]), &body);
                 let postings = [

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use covoit::core::protocol::{BodyWire, sign_body};
+use covoit::core::protocol::{BodyWire, CommandWire, sign_body};
 use proptest::prelude::*;
 
 use crate::support::{Member, TestApp, code};
@@ -124,14 +124,17 @@ fn run_workload(workload: Vec<Payment>) {
 fn pay(app: &TestApp, members: &[Member], next_seqs: &[Mutex<u64>], payment: &Payment) -> Seen {
     let payer = &members[payment.payer];
     let mut next_seq = next_seqs[payment.payer].lock().unwrap();
-    let body = BodyWire::Transfer {
+    let body = BodyWire {
         ledger: app.ledger.clone(),
         account: payer.id.clone(),
         seq: next_seq.to_string(),
         not_after: app.not_after(),
-        to: members[payment.payee].id.clone(),
-        amount: amount(payment.amount_minor),
-        memo: None,
+        by: None,
+        command: CommandWire::Transfer {
+            to: members[payment.payee].id.clone(),
+            amount: amount(payment.amount_minor),
+            memo: None,
+        },
     };
     let (status, reply) = app.post(&sign_body(&payer.key, &body));
     match (status, payment.payer == payment.payee) {

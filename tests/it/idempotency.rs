@@ -40,9 +40,7 @@ fn one_envelope_posted_five_times_has_one_effect_and_five_identical_receipts() {
 
     // A different body at the same seq is a conflict, and changes nothing.
     let mut other = app.transfer_body(&alice, &bob.id, "1.00");
-    if let covoit::core::protocol::BodyWire::Transfer { seq, .. } = &mut other {
-        *seq = "1".into();
-    }
+    other.seq = "1".into();
     let (status, reply) = app.post(&sign_body(&alice.key, &other));
     assert_eq!((status, code(&reply)), (409, "seq_reused"), "{reply}");
     assert_eq!(app.size(), size + 1);

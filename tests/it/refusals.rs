@@ -1,7 +1,7 @@
 //! Every refusal of `POST /v1/commands`: its status, its code, and that it changed
 //! nothing — not the log's size, not an account, not a history.
 
-use covoit::core::protocol::{BodyWire, Envelope, base64_encode, sign_body};
+use covoit::core::protocol::{BodyWire, CommandWire, Envelope, base64_encode, sign_body};
 use ed25519_dalek::SigningKey;
 use serde_json::Value;
 
@@ -232,14 +232,13 @@ fn a_chunked_oversized_body_is_refused_without_reading_it_all() {
 }
 
 fn member_issue(app: &TestApp, member: &Member) -> BodyWire {
-    BodyWire::Issue {
+    BodyWire {
         ledger: app.ledger.clone(),
         account: member.id.clone(),
         seq: app.next_seq(&member.id),
         not_after: app.not_after(),
-        to: member.id.clone(),
-        amount: "100.00".into(),
-        memo: None,
+        by: None,
+        command: CommandWire::Issue { to: member.id.clone(), amount: "100.00".into(), memo: None },
     }
 }
 

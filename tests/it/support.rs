@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use covoit::clock::Clock;
 use covoit::config::Config;
-use covoit::core::protocol::{BodyWire, Envelope, base64_encode, sign_body};
+use covoit::core::protocol::{BodyWire, CommandWire, Envelope, base64_encode, sign_body};
 use covoit::core::time::Timestamp;
 use covoit::service::Service;
 use ed25519_dalek::SigningKey;
@@ -151,68 +151,72 @@ impl TestApp {
     // Bodies, with the ledger, seq and not_after filled in.
 
     pub fn register_body(&self, member: &Member, name: &str) -> BodyWire {
-        BodyWire::Register {
+        BodyWire {
             ledger: self.ledger.clone(),
             account: member.id.clone(),
             seq: "0".into(),
             not_after: self.not_after(),
-            name: name.into(),
+            by: None,
+            command: CommandWire::Register { name: name.into() },
         }
     }
 
     pub fn approve_body(&self, target: &str) -> BodyWire {
-        BodyWire::Approve {
+        BodyWire {
             ledger: self.ledger.clone(),
             account: "operator".into(),
             seq: self.next_seq("operator"),
             not_after: self.not_after(),
-            target: target.into(),
+            by: None,
+            command: CommandWire::Approve { target: target.into() },
         }
     }
 
     pub fn credit_body(&self, target: &str, floor: &str) -> BodyWire {
-        BodyWire::CreditSet {
+        BodyWire {
             ledger: self.ledger.clone(),
             account: "operator".into(),
             seq: self.next_seq("operator"),
             not_after: self.not_after(),
-            target: target.into(),
-            floor: floor.into(),
+            by: None,
+            command: CommandWire::CreditSet { target: target.into(), floor: floor.into() },
         }
     }
 
     pub fn issue_body(&self, to: &str, amount: &str) -> BodyWire {
-        BodyWire::Issue {
+        BodyWire {
             ledger: self.ledger.clone(),
             account: "operator".into(),
             seq: self.next_seq("operator"),
             not_after: self.not_after(),
-            to: to.into(),
-            amount: amount.into(),
-            memo: Some("euros received at the desk".into()),
+            by: None,
+            command: CommandWire::Issue {
+                to: to.into(),
+                amount: amount.into(),
+                memo: Some("euros received at the desk".into()),
+            },
         }
     }
 
     pub fn transfer_body(&self, from: &Member, to: &str, amount: &str) -> BodyWire {
-        BodyWire::Transfer {
+        BodyWire {
             ledger: self.ledger.clone(),
             account: from.id.clone(),
             seq: self.next_seq(&from.id),
             not_after: self.not_after(),
-            to: to.into(),
-            amount: amount.into(),
-            memo: None,
+            by: None,
+            command: CommandWire::Transfer { to: to.into(), amount: amount.into(), memo: None },
         }
     }
 
     pub fn redeem_body(&self, from: &Member, amount: &str) -> BodyWire {
-        BodyWire::Redeem {
+        BodyWire {
             ledger: self.ledger.clone(),
             account: from.id.clone(),
             seq: self.next_seq(&from.id),
             not_after: self.not_after(),
-            amount: amount.into(),
-            memo: None,
+            by: None,
+            command: CommandWire::Redeem { amount: amount.into(), memo: None },
         }
     }
 
