@@ -118,7 +118,7 @@ fn build_ledger(path: &std::path::Path, size: usize) {
         frontier.push(merkle::leaf_hash(&bytes));
         lines.push(bytes);
     };
-    append(Content::Event(&Event::Genesis(genesis.clone())), &[], now, &mut frontier);
+    append(Content::Event(&Event::Genesis(Box::new(genesis.clone()))), &[], now, &mut frontier);
     let mut seqs = vec![0u64; MEMBERS];
     let mut operator_seq = 0u64;
     let mut step = 0usize;
@@ -131,7 +131,7 @@ fn build_ledger(path: &std::path::Path, size: usize) {
                 ledger: LEDGER.into(),
                 account: members[member].0.to_string(),
                 seq: "0".into(),
-                not_after: not_after,
+                not_after,
                 by: None,
                 command: CommandWire::Register { name: format!("Member {member}") },
             };
@@ -144,7 +144,7 @@ fn build_ledger(path: &std::path::Path, size: usize) {
                 ledger: LEDGER.into(),
                 account: "operator".into(),
                 seq: (operator_seq - 1).to_string(),
-                not_after: not_after,
+                not_after,
                 by: None,
                 command: CommandWire::Issue { to: members[member].0.to_string(), amount: "100.00".into(), memo: None },
             };
@@ -157,7 +157,7 @@ fn build_ledger(path: &std::path::Path, size: usize) {
                 ledger: LEDGER.into(),
                 account: members[member].0.to_string(),
                 seq: (seqs[member] - 1).to_string(),
-                not_after: not_after,
+                not_after,
                 by: None,
                 command: CommandWire::Transfer { to: members[payee].0.to_string(), amount: "0.06".into(), memo: None },
             };

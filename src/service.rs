@@ -99,6 +99,7 @@ impl Service {
             notifications,
             streams: Arc::new(Semaphore::new(STREAMS_MAX)),
             clock: clock.clone(),
+            stopping: tokio::sync::watch::channel(false).0,
         });
         // Server events (rides settling or expiring) are due with time, not only with
         // commands: a timer asks the writer for them. At start too, so that what
@@ -144,6 +145,7 @@ impl Service {
     /// [`SHUTDOWN_GRACE`]), queued commands commit, the database closes.
     pub async fn stop(self) {
         self.timer.abort();
+        self.app.stopping.send_replace(true);
         let _ = self.shutdown.send(());
         let mut server = self.server;
         if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {

@@ -132,7 +132,7 @@ fn parse_degrees(text: &str, decimals: u32) -> Result<i32, GeoError> {
         && (whole.len() == 1 || !whole.starts_with('0'))
         && fraction.bytes().all(|byte| byte.is_ascii_digit())
         && fraction.len() <= decimals as usize
-        && (digits.contains('.') == !fraction.is_empty());
+        && digits.contains('.') != fraction.is_empty();
     if !well_formed {
         return Err(error());
     }

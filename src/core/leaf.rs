@@ -204,7 +204,7 @@ mod tests {
             operator_key: "a2V5".into(),
             policy: crate::core::policy::Policy::default(),
         };
-        let event = Event::Genesis(genesis);
+        let event = Event::Genesis(Box::new(genesis));
         let canonical = encode(0, Timestamp::from_unix_ms(0), Content::Event(&event), &[]);
         assert!(decode(&canonical).is_ok());
         let wire = LeafWireOwned {

@@ -870,7 +870,7 @@ mod tests {
             self.desk(|seq| BodyWire {
                 ledger: LEDGER.into(),
                 account: "operator".into(),
-                seq: seq,
+                seq,
                 not_after: NOT_AFTER.into(),
                 by: None,
                 command: CommandWire::Approve { target: member_id(seed) },
@@ -881,7 +881,7 @@ mod tests {
             self.desk(|seq| BodyWire {
                 ledger: LEDGER.into(),
                 account: "operator".into(),
-                seq: seq,
+                seq,
                 not_after: NOT_AFTER.into(),
                 by: None,
                 command: CommandWire::Issue { to: member_id(seed), amount: amount.into(), memo: None },
@@ -892,7 +892,7 @@ mod tests {
             self.desk(|seq| BodyWire {
                 ledger: LEDGER.into(),
                 account: "operator".into(),
-                seq: seq,
+                seq,
                 not_after: NOT_AFTER.into(),
                 by: None,
                 command: CommandWire::CreditSet { target: member_id(seed), floor: floor.into() },
@@ -1019,7 +1019,7 @@ mod tests {
         // The same key cannot open a second account, nor can the operator's.
         let register = |account: String| BodyWire {
             ledger: LEDGER.into(),
-            account: account,
+            account,
             seq: "0".into(),
             not_after: NOT_AFTER.into(),
             by: None,

@@ -124,7 +124,7 @@ pub struct Genesis {
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum Event {
     #[serde(rename = "genesis")]
-    Genesis(Genesis),
+    Genesis(Box<Genesis>),
     /// A completed ride neither confirmed nor disputed in time: the driver is paid.
     #[serde(rename = "ride.settle")]
     RideSettle { booking: String },

@@ -16,14 +16,17 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
-use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::{self, Reply, Response};
+use warp::{Filter, Rejection};
 
 use crate::clock::Clock;
 use crate::core::board::{Board, Notification};
-use crate::core::ids::AccountId;
+use crate::core::geo::{POINT_DECIMALS_MAX, Point};
+use crate::core::ids::{AccountId, Id};
 use crate::core::protocol::{self, ENVELOPE_BYTES_MAX};
+use crate::core::rides::RideObject;
+use crate::core::time::Timestamp;
 use crate::http::error::ApiError;
 use crate::store::StoreError;
 use crate::store::read::{PAGE_LEAVES_MAX, PAGE_POSTINGS_MAX, Reader};
@@ -45,6 +48,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/ledger"),
     ("GET", "/v1/accounts/{id}"),
     ("GET", "/v1/accounts/{id}/postings"),
+    ("GET", "/v1/meeting-points"),
+    ("GET", "/v1/offers"),
+    ("GET", "/v1/offers/{id}"),
+    ("GET", "/v1/requests/{id}"),
+    ("GET", "/v1/requests/{id}/matches"),
+    ("GET", "/v1/requests/{id}/events"),
+    ("GET", "/v1/bookings/{id}"),
+    ("GET", "/v1/accounts/{id}/rides"),
     ("GET", "/v1/checkpoint"),
     ("GET", "/v1/log"),
     ("GET", "/v1/proof/inclusion"),
@@ -70,6 +81,8 @@ pub struct App {
     pub notifications: tokio::sync::broadcast::Sender<Notification>,
     pub streams: Arc<Semaphore>,
     pub clock: Clock,
+    /// Set when the service stops, to end the live streams.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// All routes, with the rejection handler.
@@ -101,6 +114,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .and(warp::query::<ConsistencyQuery>())
         .and(with_app.clone())
         .then(get_consistency);
+    let rides = ride_routes(with_app.clone());
     let health = warp::path!("healthz").and(warp::get()).and(with_app).then(get_health);
     let openapi = warp::path!("openapi.json")
         .and(warp::get())
@@ -119,6 +133,8 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .or(inclusion)
         .unify()
         .or(consistency)
+        .unify()
+        .or(rides)
         .unify()
         .or(health)
         .unify()
@@ -346,6 +362,204 @@ async fn get_consistency(query: ConsistencyQuery, app: Arc<App>) -> Response {
         }
         Err(error) => error.into_response(),
     }
+}
+
+/// The ride reads: meeting points, the public listing, offers, requests, bookings,
+/// matches and the live stream of a request.
+fn ride_routes(
+    with_app: impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+    let points = warp::path!("v1" / "meeting-points").and(warp::get()).and(with_app.clone()).map(|app: Arc<App>| {
+        let board = app.board.read().expect("the board's lock");
+        reply::json(&replies::meeting_points(board.points())).into_response()
+    });
+    let listing = warp::path!("v1" / "offers")
+        .and(warp::get())
+        .and(warp::query::<ListingQuery>())
+        .and(with_app.clone())
+        .map(get_listing);
+    let offer = warp::path!("v1" / "offers" / String)
+        .and(warp::get())
+        .and(with_app.clone())
+        .then(|id, app| get_ride(app, "offer", id));
+    let request = warp::path!("v1" / "requests" / String)
+        .and(warp::get())
+        .and(with_app.clone())
+        .then(|id, app| get_ride(app, "request", id));
+    let booking = warp::path!("v1" / "bookings" / String)
+        .and(warp::get())
+        .and(with_app.clone())
+        .then(|id, app| get_ride(app, "booking", id));
+    let matches =
+        warp::path!("v1" / "requests" / String / "matches").and(warp::get()).and(with_app.clone()).then(get_matches);
+    let events =
+        warp::path!("v1" / "requests" / String / "events").and(warp::get()).and(with_app.clone()).then(get_events);
+    let account_rides =
+        warp::path!("v1" / "accounts" / String / "rides").and(warp::get()).and(with_app).then(get_account_rides);
+    points
+        .or(listing)
+        .unify()
+        .or(offer)
+        .unify()
+        .or(request)
+        .unify()
+        .or(booking)
+        .unify()
+        .or(matches)
+        .unify()
+        .or(events)
+        .unify()
+        .or(account_rides)
+        .unify()
+}
+
+/// Radius of the public listing when the client does not say, and at most.
+pub const LISTING_RADIUS_KM_DEFAULT: u32 = 10;
+pub const LISTING_RADIUS_KM_MAX: u32 = 50;
+/// How far ahead the public listing looks by default, and at most, in days.
+pub const LISTING_DAYS_DEFAULT: i64 = 7;
+pub const LISTING_DAYS_MAX: i64 = 31;
+
+/// `?lat=&lon=&radius_km=&from=&to=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListingQuery {
+    lat: String,
+    lon: String,
+    radius_km: Option<u32>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn get_listing(query: ListingQuery, app: Arc<App>) -> Response {
+    let invalid = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message).into_response();
+    let Ok(point) = Point::parse(&query.lat, &query.lon, POINT_DECIMALS_MAX) else {
+        return invalid("lat and lon must be decimal degrees such as 45.251 and 1.323".into());
+    };
+    let radius_km = query.radius_km.unwrap_or(LISTING_RADIUS_KM_DEFAULT);
+    if !(1..=LISTING_RADIUS_KM_MAX).contains(&radius_km) {
+        return invalid(format!("radius_km must be 1 to {LISTING_RADIUS_KM_MAX}"));
+    }
+    let now = app.clock.now();
+    let time = |text: &Option<String>, default: Timestamp| match text {
+        Some(text) => Timestamp::parse(text).ok(),
+        None => Some(default),
+    };
+    let Some(from) = time(&query.from, now) else { return invalid("from must be an RFC 3339 UTC time".into()) };
+    let Some(to) = time(&query.to, from.plus_ms(LISTING_DAYS_DEFAULT * 86_400_000)) else {
+        return invalid("to must be an RFC 3339 UTC time".into());
+    };
+    if to < from || to.unix_ms() - from.unix_ms() > LISTING_DAYS_MAX * 86_400_000 {
+        return invalid(format!("to must follow from by at most {LISTING_DAYS_MAX} days"));
+    }
+    let listings = app.board.read().expect("the board's lock").near(point, radius_km * 1000, from.max(now), to);
+    reply::json(&replies::listings(&listings)).into_response()
+}
+
+fn unknown_ride(id: &str) -> ApiError {
+    let shown: String = id.chars().take(64).collect();
+    ApiError::new(StatusCode::NOT_FOUND, "unknown_ride", format!("there is no offer, request or booking \"{shown}\""))
+}
+
+async fn get_ride(app: Arc<App>, kind: &'static str, id: String) -> Response {
+    if Id::parse("id", &id).is_err() {
+        return unknown_ride(&id).into_response();
+    }
+    let key = id.clone();
+    match read(&app, move |reader| reader.ride_object(kind, &key)).await {
+        Ok(Some(RideObject::Offer(offer))) => reply::json(&replies::offer(&offer)).into_response(),
+        Ok(Some(RideObject::Request(request))) => reply::json(&replies::request(&request)).into_response(),
+        Ok(Some(RideObject::Booking(booking))) => reply::json(&replies::booking(&booking)).into_response(),
+        Ok(_) => unknown_ride(&id).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn get_account_rides(id: String, app: Arc<App>) -> Response {
+    let account = match parse_account(&id) {
+        Ok(account) => account,
+        Err(error) => return error.into_response(),
+    };
+    match read(&app, move |reader| reader.rides_of(&account)).await {
+        Ok(objects) => reply::json(&replies::rides(&id, &objects)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn get_matches(id: String, app: Arc<App>) -> Response {
+    let Ok(request_id) = Id::parse("request", &id) else { return unknown_ride(&id).into_response() };
+    let found = {
+        let board = app.board.read().expect("the board's lock");
+        board.request(&request_id).map(|request| board.matches(request, app.clock.now()))
+    };
+    if let Some(found) = found {
+        return reply::json(&replies::matches(&id, &found)).into_response();
+    }
+    // Not open: withdrawn (no matches) or unknown.
+    let key = id.clone();
+    match read(&app, move |reader| reader.ride_object("request", &key)).await {
+        Ok(Some(_)) => reply::json(&replies::matches(&id, &[])).into_response(),
+        Ok(None) => unknown_ride(&id).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// How often an idle event stream sends a comment, so that proxies keep it open.
+pub const STREAM_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// A request's live stream: first its current matches, then each new fitting offer
+/// and each change to its bookings, as server-sent events.
+async fn get_events(id: String, app: Arc<App>) -> Response {
+    let Ok(request_id) = Id::parse("request", &id) else { return unknown_ride(&id).into_response() };
+    let first = {
+        let board = app.board.read().expect("the board's lock");
+        board.request(&request_id).map(|request| board.matches(request, app.clock.now()))
+    };
+    let Some(first) = first else {
+        let message = format!("there is no open request \"{id}\" to follow");
+        return ApiError::new(StatusCode::NOT_FOUND, "unknown_ride", message).into_response();
+    };
+    let Ok(permit) = app.streams.clone().try_acquire_owned() else {
+        let message = format!("{STREAMS_MAX} live streams are open, the most allowed; try again later");
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_streams", message).into_response();
+    };
+    let opening = warp::sse::Event::default().event("matches").json_data(replies::matches(&id, &first));
+    let receiver = app.notifications.subscribe();
+    let stopping = app.stopping.subscribe();
+    let updates = futures_util::stream::unfold((receiver, stopping, permit, request_id), |mut state| async move {
+        loop {
+            let (receiver, stopping, _, request) = &mut state;
+            let notification = tokio::select! {
+                notification = receiver.recv() => notification,
+                _ = stopping.changed() => return None,
+            };
+            let event = match notification {
+                Ok(notification) if notification.request() == request => event_of(&notification),
+                Ok(_) => continue,
+                // Fell behind: the client should reload what it shows.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    warp::sse::Event::default().event("reload").data("{}")
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            };
+            return Some((Ok::<_, Infallible>(event), state));
+        }
+    });
+    let opening = futures_util::stream::iter(opening.ok().map(Ok::<_, Infallible>));
+    let stream = opening.chain(updates);
+    warp::sse::reply(warp::sse::keep_alive().interval(STREAM_KEEP_ALIVE).stream(stream)).into_response()
+}
+
+fn event_of(notification: &Notification) -> warp::sse::Event {
+    let event = match notification {
+        Notification::Match { found, .. } => {
+            warp::sse::Event::default().event("match").json_data(replies::found(found))
+        }
+        Notification::Booking { booking, status, .. } => {
+            warp::sse::Event::default().event("booking").json_data(replies::booking_change(booking, status))
+        }
+    };
+    event.unwrap_or_else(|_| warp::sse::Event::default().event("reload").data("{}"))
 }
 
 async fn get_health(app: Arc<App>) -> Response {

@@ -83,7 +83,7 @@ pub fn create_ledger(
     ledger_key: &SigningKey,
 ) -> Result<(State, Frontier), StoreError> {
     let state = State::from_genesis(genesis, now).map_err(|error| StoreError::Corrupt(error.to_string()))?;
-    let event = Event::Genesis(genesis.clone());
+    let event = Event::Genesis(Box::new(genesis.clone()));
     let bytes = leaf::encode(0, now, Content::Event(&event), &[]);
     let mut frontier = Frontier::new();
     let nodes = frontier.push(merkle::leaf_hash(&bytes));

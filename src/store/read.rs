@@ -12,12 +12,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::core::ids::AccountId;
 use crate::core::merkle::{self, Hash, ProofError};
 use crate::core::policy::{Genesis, Policy};
+use crate::core::rides::RideObject;
 use crate::store::{self, SqlNodes, StoreError, to_i64, to_u64};
 
 /// Idle read connections kept open for reuse.
 pub const READERS_IDLE_MAX: usize = 8;
 /// Most postings in one page of an account's history.
 pub const PAGE_POSTINGS_MAX: u32 = 200;
+/// Most rides of each kind listed for an account.
+pub const PAGE_RIDES_MAX: i64 = 200;
 /// Most leaves in one page of the log.
 pub const PAGE_LEAVES_MAX: u64 = 1000;
 
@@ -155,6 +158,38 @@ impl Reader {
                 return Ok(None);
             }
             proof_or_none(merkle::consistency_proof(&SqlNodes(&snapshot), from, to))
+        })
+    }
+
+    /// A ride object by kind and id.
+    pub fn ride_object(&self, kind: &str, id: &str) -> Result<Option<RideObject>, StoreError> {
+        self.with(|connection| {
+            let mut statement =
+                connection.prepare_cached("SELECT state FROM ride_objects WHERE kind = ?1 AND id = ?2")?;
+            let state: Option<String> = statement.query_row(params![kind, id], |row| row.get(0)).optional()?;
+            state.map(|state| store::ride_object_from_json(kind, &state)).transpose()
+        })
+    }
+
+    /// The offers an account drives, the requests it made and the bookings it takes
+    /// part in, newest first by their row (at most [`PAGE_RIDES_MAX`] of each kind).
+    pub fn rides_of(&self, account: &AccountId) -> Result<Vec<RideObject>, StoreError> {
+        self.with(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT kind, state FROM ride_objects WHERE kind = ?1 AND (driver = ?2 OR passenger = ?2)
+                 ORDER BY json_extract(state, ?3) DESC LIMIT ?4",
+            )?;
+            let mut objects = Vec::new();
+            for (kind, order) in [("offer", "$.id"), ("request", "$.earliest"), ("booking", "$.pickup_at")] {
+                let rows = statement.query_map(params![kind, account.as_str(), order, PAGE_RIDES_MAX], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })?;
+                for row in rows {
+                    let (kind, state) = row?;
+                    objects.push(store::ride_object_from_json(&kind, &state)?);
+                }
+            }
+            Ok(objects)
         })
     }
 

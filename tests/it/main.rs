@@ -10,4 +10,5 @@ mod layers;
 mod openapi;
 mod refusals;
 mod restart;
+mod rides;
 mod support;

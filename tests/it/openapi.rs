@@ -36,7 +36,10 @@ fn every_route_is_described_and_every_description_is_served() {
         };
         let status = response.status().as_u16();
         let body = response.body_mut().read_to_string().unwrap();
-        assert!(status != 404 && status != 405, "{method} {path} is not served: {status} {body}");
+        // A route that is served may still answer 404 for the id it was given; the
+        // router's own 404 says "not_found".
+        let router_missed = status == 405 || (status == 404 && body.contains("\"code\":\"not_found\""));
+        assert!(!router_missed, "{method} {path} is not served: {status} {body}");
         let documented = &openapi["paths"][path][method.to_lowercase()]["responses"][status.to_string()];
         assert!(!documented.is_null(), "{method} {path} answered {status}, which openapi.json does not describe");
     }

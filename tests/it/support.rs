@@ -80,6 +80,25 @@ impl TestApp {
         self.service = Some(service);
     }
 
+    /// Appends the server events due at the test's clock (rides settling, expiring).
+    pub fn tick(&self) {
+        if let Some(service) = &self.service {
+            self.runtime.block_on(service.tick());
+        }
+    }
+
+    /// A body for `account`'s next command, signed by the desk when `by_desk`.
+    pub fn body(&self, account: &str, command: CommandWire, by_desk: bool) -> BodyWire {
+        BodyWire {
+            ledger: self.ledger.clone(),
+            account: account.to_owned(),
+            seq: self.next_seq(account),
+            not_after: self.not_after(),
+            by: by_desk.then(|| "operator".to_owned()),
+            command,
+        }
+    }
+
     pub fn stop(&mut self) {
         if let Some(service) = self.service.take() {
             self.runtime.block_on(service.stop());

@@ -1,0 +1,339 @@
+//! Carpooling over HTTP: a whole day in Ayen, and the last seat booked twice at once.
+
+use covoit::core::protocol::{CommandWire, OfferWire, PlaceWire, RequestWire, sign_body};
+use covoit::core::time::Timestamp;
+use serde_json::Value;
+
+use crate::support::{Member, TestApp, code};
+
+/// Minutes from the test clock's start, Wednesday 2026-11-25 08:00 UTC (09:00 in Ayen).
+fn at(minutes: i64) -> String {
+    Timestamp::parse(crate::support::START).unwrap().plus_ms(minutes * 60_000).to_string()
+}
+
+const MINUTE: i64 = 60_000;
+/// Thursday 2026-11-26 07:30 in Ayen is 06:30 UTC: 22 h 30 min after the start.
+const THURSDAY_0730: i64 = 22 * 60 + 30;
+
+fn place(lat: &str, lon: &str) -> PlaceWire {
+    PlaceWire::at(lat, lon)
+}
+
+fn request(id: &str, pickup: PlaceWire, dropoff: PlaceWire, window: (i64, i64), seats: u32) -> CommandWire {
+    CommandWire::Request(Box::new(RequestWire {
+        request: id.into(),
+        pickup,
+        dropoff,
+        earliest: at(window.0),
+        latest: at(window.1),
+        seats,
+    }))
+}
+
+fn booking(id: &str, offer: &str, request: &str, date: Option<&str>) -> CommandWire {
+    CommandWire::Book {
+        booking: id.into(),
+        offer: offer.into(),
+        request: request.into(),
+        date: date.map(str::to_owned),
+    }
+}
+
+fn uuid(n: u32) -> String {
+    format!("00000000-0000-4000-9000-{n:012x}")
+}
+
+/// Posts a command expecting a refusal; returns its code.
+fn refused(app: &TestApp, key: &ed25519_dalek::SigningKey, body: &covoit::core::protocol::BodyWire) -> String {
+    let (status, reply) = app.post(&sign_body(key, body));
+    assert!(status >= 400, "expected a refusal of {:?}, got {reply}", body.command.kind());
+    code(&reply).to_owned()
+}
+
+#[test]
+fn a_whole_day_in_ayen() {
+    let app = TestApp::spawn();
+    let desk = app.operator.clone();
+    let (denise, etienne, alice, bernard) = (Member::new(11), Member::new(12), Member::new(13), Member::new(14));
+    for (member, name) in [(&denise, "Denise"), (&etienne, "Étienne"), (&alice, "Alice"), (&bernard, "Bernard")] {
+        app.join(member, name);
+    }
+    // Claire has no internet: the desk keeps her account and signs for her.
+    let claire = uuid(900);
+    app.accept(
+        &desk,
+        &app.body("operator", CommandWire::Custodial { target: claire.clone(), name: "Claire".into() }, false),
+    );
+    app.issue(&alice, "20.00");
+    app.issue(&bernard, "10.00");
+    app.accept(&desk, &app.issue_body(&claire, "10.00"));
+    // The desk's meeting points.
+    for (id, name, lat, lon) in
+        [("mairie-ayen", "Mairie d'Ayen", "45.2478", "1.3272"), ("place-objat", "Place d'Objat", "45.2639", "1.4092")]
+    {
+        let point = CommandWire::PlaceSet { point: id.into(), name: name.into(), lat: lat.into(), lon: lon.into() };
+        app.accept(&desk, &app.body("operator", point, false));
+    }
+    let (_, points) = app.get("/v1/meeting-points");
+    assert_eq!(points.as_array().unwrap().len(), 2);
+
+    // Denise drives to work in Objat every weekday at 07:30.
+    let commute = uuid(1);
+    let offer = CommandWire::Offer(Box::new(OfferWire {
+        offer: commute.clone(),
+        origin: PlaceWire::meeting_point("mairie-ayen"),
+        destination: PlaceWire::meeting_point("place-objat"),
+        seats: 3,
+        detour_km: None,
+        departure: None,
+        weekdays: Some("mon,tue,wed,thu,fri".into()),
+        time: Some("07:30".into()),
+        until: None,
+    }));
+    app.accept(&denise.key, &app.body(&denise.id, offer, false));
+    let (_, shown) = app.get(&format!("/v1/offers/{commute}"));
+    assert_eq!(shown["schedule"]["weekdays"], "mon,tue,wed,thu,fri");
+    assert_eq!(shown["route_km"], "8.663");
+    assert_eq!(shown["detour_km"], "2.598", "30 % of her route");
+
+    // Alice, from the village to Objat, Thursday morning.
+    let alice_request = uuid(2);
+    let window = (THURSDAY_0730 - 15, THURSDAY_0730 + 20);
+    app.accept(
+        &alice.key,
+        &app.body(
+            &alice.id,
+            request(&alice_request, place("45.248", "1.328"), place("45.264", "1.408"), window, 1),
+            false,
+        ),
+    );
+    let (status, matches) = app.get(&format!("/v1/requests/{alice_request}/matches"));
+    assert_eq!(status, 200, "{matches}");
+    assert_eq!(matches["matches"][0]["offer"], commute);
+    assert_eq!(matches["matches"][0]["date"], "2026-11-26");
+    let fare = matches["matches"][0]["fare"].as_str().unwrap().to_owned();
+    let alice_booking = uuid(3);
+    let receipt = app.accept(
+        &alice.key,
+        &app.body(&alice.id, booking(&alice_booking, &commute, &alice_request, Some("2026-11-26")), false),
+    );
+    assert_eq!(receipt["postings"], serde_json::json!([]), "booking holds, it does not pay");
+    assert_eq!(app.account(&alice.id)["held"], fare);
+    app.accept(&denise.key, &app.body(&denise.id, CommandWire::Accept { booking: alice_booking.clone() }, false));
+
+    // Bernard, from Vars on the way, books the same ride: two passengers.
+    let bernard_request = uuid(4);
+    app.accept(
+        &bernard.key,
+        &app.body(
+            &bernard.id,
+            request(
+                &bernard_request,
+                place("45.26", "1.365"),
+                place("45.264", "1.409"),
+                (THURSDAY_0730 - 10, THURSDAY_0730 + 30),
+                1,
+            ),
+            false,
+        ),
+    );
+    let bernard_booking = uuid(5);
+    app.accept(
+        &bernard.key,
+        &app.body(&bernard.id, booking(&bernard_booking, &commute, &bernard_request, Some("2026-11-26")), false),
+    );
+    app.accept(&denise.key, &app.body(&denise.id, CommandWire::Accept { booking: bernard_booking.clone() }, false));
+    // Nobody rides with themselves, and a weekly ride is booked for a date.
+    let own = request(&uuid(6), place("45.248", "1.328"), place("45.264", "1.408"), window, 1);
+    app.accept(&denise.key, &app.body(&denise.id, own, false));
+    assert_eq!(
+        refused(
+            &app,
+            &denise.key,
+            &app.body(&denise.id, booking(&uuid(7), &commute, &uuid(6), Some("2026-11-26")), false)
+        ),
+        "own_ride"
+    );
+    assert_eq!(
+        refused(&app, &alice.key, &app.body(&alice.id, booking(&uuid(7), &commute, &alice_request, None), false)),
+        "not_scheduled"
+    );
+    assert_eq!(
+        refused(
+            &app,
+            &alice.key,
+            &app.body(&alice.id, booking(&uuid(7), &commute, &alice_request, Some("2026-11-28")), false)
+        ),
+        "not_scheduled"
+    );
+
+    // Étienne goes to Juillac on Thursday at 14:00; Claire (through the desk) and
+    // Alice book it; Alice cancels.
+    let juillac = uuid(10);
+    let departure = at(THURSDAY_0730 + 6 * 60 + 30);
+    let offer = CommandWire::Offer(Box::new(OfferWire {
+        offer: juillac.clone(),
+        origin: place("45.248", "1.327"),
+        destination: place("45.319", "1.323"),
+        seats: 2,
+        detour_km: Some("3".into()),
+        departure: Some(departure.clone()),
+        weekdays: None,
+        time: None,
+        until: None,
+    }));
+    app.accept(&etienne.key, &app.body(&etienne.id, offer, false));
+    let afternoon = (THURSDAY_0730 + 6 * 60 + 20, THURSDAY_0730 + 7 * 60);
+    let claire_request = uuid(11);
+    app.accept(
+        &desk,
+        &app.body(
+            &claire,
+            request(&claire_request, place("45.249", "1.327"), place("45.318", "1.323"), afternoon, 1),
+            true,
+        ),
+    );
+    let claire_booking = uuid(12);
+    let receipt =
+        app.accept(&desk, &app.body(&claire, booking(&claire_booking, &juillac, &claire_request, None), true));
+    assert_eq!(receipt["account"], claire);
+    app.accept(&etienne.key, &app.body(&etienne.id, CommandWire::Accept { booking: claire_booking.clone() }, false));
+    let alice_afternoon = uuid(13);
+    app.accept(
+        &alice.key,
+        &app.body(
+            &alice.id,
+            request(&alice_afternoon, place("45.248", "1.328"), place("45.318", "1.324"), afternoon, 1),
+            false,
+        ),
+    );
+    let alice_juillac = uuid(14);
+    app.accept(&alice.key, &app.body(&alice.id, booking(&alice_juillac, &juillac, &alice_afternoon, None), false));
+    let held_before = app.account(&alice.id)["held"].clone();
+    let cancel = CommandWire::Cancel {
+        booking: Some(alice_juillac.clone()),
+        offer: None,
+        request: None,
+        date: None,
+        memo: Some("plans changed".into()),
+    };
+    app.accept(&alice.key, &app.body(&alice.id, cancel, false));
+    assert_ne!(app.account(&alice.id)["held"], held_before, "the cancelled booking's hold is released");
+    assert_eq!(app.get(&format!("/v1/bookings/{alice_juillac}")).1["status"], "cancelled");
+
+    // Thursday morning: the ride happens.
+    app.clock.advance((THURSDAY_0730 + 25) * MINUTE);
+    for id in [&alice_booking, &bernard_booking] {
+        app.accept(&denise.key, &app.body(&denise.id, CommandWire::Complete { booking: id.clone() }, false));
+    }
+    app.accept(&alice.key, &app.body(&alice.id, CommandWire::Confirm { booking: alice_booking.clone() }, false));
+    // Bernard says he was left at the wrong place; the desk hears both and releases
+    // his hold.
+    app.accept(
+        &bernard.key,
+        &app.body(
+            &bernard.id,
+            CommandWire::Dispute { booking: bernard_booking.clone(), memo: Some("left at the wrong place".into()) },
+            false,
+        ),
+    );
+    let resolve = CommandWire::Resolve {
+        booking: bernard_booking.clone(),
+        outcome: "release".into(),
+        memo: Some("heard both; released".into()),
+    };
+    app.accept(&desk, &app.body("operator", resolve, false));
+
+    // Thursday afternoon: Étienne takes Claire to Juillac; nobody confirms.
+    app.clock.advance(6 * 60 * MINUTE + 30 * MINUTE);
+    app.accept(&etienne.key, &app.body(&etienne.id, CommandWire::Complete { booking: claire_booking.clone() }, false));
+    app.tick();
+    assert_eq!(app.get(&format!("/v1/bookings/{claire_booking}")).1["status"], "completed", "not yet 24 hours");
+    app.clock.advance(24 * 60 * MINUTE);
+    app.tick();
+    let settled = app.get(&format!("/v1/bookings/{claire_booking}")).1;
+    assert_eq!(settled["status"], "settled", "settled by itself after 24 hours");
+
+    // Statuses, and the money.
+    let status = |id: &str| app.get(&format!("/v1/bookings/{id}")).1["status"].as_str().unwrap().to_owned();
+    assert_eq!(status(&alice_booking), "settled");
+    assert_eq!(status(&bernard_booking), "released");
+    // Fares as computed independently (Python, haversine × 1.3 to the metre, × 0.06
+    // per km, half up): Alice 8,463 m → 0.51; Bernard 4,514 m → 0.27 (released);
+    // Claire 9,982 m → 0.60.
+    let expected = [
+        (alice.id.as_str(), "19.49", "0.00"),
+        (bernard.id.as_str(), "10.00", "0.00"),
+        (claire.as_str(), "9.40", "0.00"),
+        (denise.id.as_str(), "0.51", "0.00"),
+        (etienne.id.as_str(), "0.60", "0.00"),
+        ("reserve", "-40.00", "0.00"),
+    ];
+    for (account, balance, held) in expected {
+        let shown = app.account(account);
+        assert_eq!((shown["balance"].as_str().unwrap(), shown["held"].as_str().unwrap()), (balance, held), "{account}");
+    }
+    assert_eq!(fare, "0.51");
+    // The log holds every step, the automatic settlement as a server event; the
+    // auditor replays it all.
+    let (_, history) = app.get(&format!("/v1/accounts/{}/postings", etienne.id));
+    assert_eq!(history["postings"][0]["type"], "ride.settle");
+    let (report, _) = covoit::audit::run(
+        &mut covoit::audit::UrlSource::new(&app.base),
+        covoit::audit::Options { seed: [1; 32], ..Default::default() },
+        &|_, _| {},
+    )
+    .expect("the day's log passes the audit");
+    assert_eq!(report.circulation, 4000);
+    let (_, rides) = app.get(&format!("/v1/accounts/{}/rides", alice.id));
+    assert_eq!(rides["bookings"].as_array().unwrap().len(), 2);
+    assert_eq!(rides["requests"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn two_passengers_booking_the_last_seat_at_once_get_one_seat() {
+    let app = TestApp::spawn();
+    let driver = Member::new(21);
+    let passengers: Vec<Member> = (22..30).map(Member::new).collect();
+    app.join(&driver, "Driver");
+    let offer_id = uuid(100);
+    let offer = CommandWire::Offer(Box::new(OfferWire {
+        offer: offer_id.clone(),
+        origin: place("45.248", "1.327"),
+        destination: place("45.264", "1.409"),
+        seats: 1,
+        detour_km: None,
+        departure: Some(at(120)),
+        weekdays: None,
+        time: None,
+        until: None,
+    }));
+    app.accept(&driver.key, &app.body(&driver.id, offer, false));
+    let mut envelopes = Vec::new();
+    for (n, passenger) in passengers.iter().enumerate() {
+        app.join(passenger, "Passenger");
+        app.issue(passenger, "5.00");
+        let request_id = uuid(200 + n as u32);
+        app.accept(
+            &passenger.key,
+            &app.body(
+                &passenger.id,
+                request(&request_id, place("45.248", "1.328"), place("45.264", "1.408"), (100, 160), 1),
+                false,
+            ),
+        );
+        let body = app.body(&passenger.id, booking(&uuid(300 + n as u32), &offer_id, &request_id, None), false);
+        envelopes.push(sign_body(&passenger.key, &body));
+    }
+    let replies: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = envelopes.iter().map(|envelope| scope.spawn(|| app.post(envelope))).collect();
+        handles.into_iter().map(|handle| handle.join().unwrap()).collect()
+    });
+    let booked = replies.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(booked, 1, "one seat, one booking: {replies:?}");
+    for (status, reply) in replies.iter().filter(|(status, _)| *status != 200) {
+        assert_eq!((*status, code(reply)), (409, "no_seats"));
+    }
+    let held: usize = passengers.iter().filter(|p| app.account(&p.id)["held"] != "0.00").count();
+    assert_eq!(held, 1, "only the booked passenger's money is held");
+}
