@@ -930,6 +930,298 @@ mod tests {
         fn balance(&self, account: &str) -> i64 {
             self.state.account(&AccountId::parse(account).unwrap()).unwrap().balance
         }
+
+        fn held(&self, seed: u8) -> i64 {
+            self.state.account(&AccountId::parse(&member_id(seed)).unwrap()).unwrap().held
+        }
+
+        /// A member's command, at its next seq.
+        fn member(&mut self, seed: u8, command: CommandWire) -> Result<Outcome, Refusal> {
+            let body = BodyWire {
+                ledger: LEDGER.into(),
+                account: member_id(seed),
+                seq: self.next_seq(&member_id(seed)),
+                not_after: NOT_AFTER.into(),
+                by: None,
+                command,
+            };
+            self.run(&member_key(seed), body)
+        }
+
+        fn operator(&mut self, command: CommandWire) -> Result<Outcome, Refusal> {
+            self.desk(|seq| BodyWire {
+                ledger: LEDGER.into(),
+                account: "operator".into(),
+                seq,
+                not_after: NOT_AFTER.into(),
+                by: None,
+                command,
+            })
+        }
+
+        /// Applies the server events due now, as the writer would.
+        fn tick(&mut self) -> Vec<Event> {
+            let events = due_events(&self.state, self.now);
+            for event in &events {
+                apply_event(&mut self.state, event, self.now).expect("a due event applies");
+                self.state.assert_invariants();
+            }
+            events
+        }
+    }
+
+    // Rides. The world's clock is 2026-11-25 10:00 UTC (11:00 in Ayen).
+
+    fn ride_id(n: u32) -> String {
+        format!("00000000-0000-4000-9000-{n:012x}")
+    }
+
+    fn at(minutes: i64) -> String {
+        Timestamp::parse("2026-11-25T10:00:00Z").unwrap().plus_ms(minutes * 60_000).to_string()
+    }
+
+    /// An 8.7 km ride from Ayen to Objat, leaving `minutes` from now.
+    fn offer(n: u32, minutes: i64, seats: u32) -> CommandWire {
+        CommandWire::Offer(Box::new(crate::core::protocol::OfferWire {
+            offer: ride_id(n),
+            origin: crate::core::protocol::PlaceWire::at("45.248", "1.327"),
+            destination: crate::core::protocol::PlaceWire::at("45.264", "1.409"),
+            seats,
+            detour_km: None,
+            departure: Some(at(minutes)),
+            weekdays: None,
+            time: None,
+            until: None,
+        }))
+    }
+
+    /// A passenger going the same way, picked up in the first half hour after `minutes`.
+    fn request(n: u32, minutes: i64) -> CommandWire {
+        request_between(n, minutes, ("45.248", "1.328"), ("45.264", "1.408"))
+    }
+
+    fn request_between(n: u32, minutes: i64, from: (&str, &str), to: (&str, &str)) -> CommandWire {
+        CommandWire::Request(Box::new(crate::core::protocol::RequestWire {
+            request: ride_id(n),
+            pickup: crate::core::protocol::PlaceWire::at(from.0, from.1),
+            dropoff: crate::core::protocol::PlaceWire::at(to.0, to.1),
+            earliest: at(minutes),
+            latest: at(minutes + 30),
+            seats: 1,
+        }))
+    }
+
+    fn book(booking: u32, offer: u32, request: u32) -> CommandWire {
+        CommandWire::Book { booking: ride_id(booking), offer: ride_id(offer), request: ride_id(request), date: None }
+    }
+
+    /// Driver 1, passengers 2 and 3, each with 10.00.
+    fn riders() -> World {
+        let mut world = world(false);
+        for seed in 1..=3 {
+            world.register(seed).unwrap();
+            world.issue(seed, "10.00").unwrap();
+        }
+        world
+    }
+
+    #[test]
+    fn a_booking_holds_the_fare_and_confirmation_pays_the_driver() {
+        let mut world = riders();
+        world.member(1, offer(1, 60, 2)).unwrap();
+        world.member(2, request(2, 55)).unwrap();
+        assert_eq!(code(world.member(2, book(3, 1, 2))), "ok");
+        // 8,463 m at 0.06 per km: 0.51, held.
+        assert_eq!(world.held(2), 51);
+        assert_eq!(code(world.member(2, CommandWire::Complete { booking: ride_id(3) })), "not_yours");
+        assert_eq!(code(world.member(1, CommandWire::Complete { booking: ride_id(3) })), "wrong_state");
+        world.member(1, CommandWire::Accept { booking: ride_id(3) }).unwrap();
+        assert_eq!(code(world.member(1, CommandWire::Complete { booking: ride_id(3) })), "too_early");
+        world.now = world.now.plus_ms(70 * 60_000);
+        world.member(1, CommandWire::Complete { booking: ride_id(3) }).unwrap();
+        let outcome = world.member(2, CommandWire::Confirm { booking: ride_id(3) }).unwrap();
+        assert_eq!(outcome.postings.iter().map(|p| p.amount_minor).collect::<Vec<_>>(), [-51, 51]);
+        assert_eq!((world.held(2), world.balance(&member_id(2)), world.balance(&member_id(1))), (0, 949, 1051));
+        assert_eq!(code(world.member(2, CommandWire::Confirm { booking: ride_id(3) })), "wrong_state");
+    }
+
+    #[test]
+    fn trips_must_be_two_to_twenty_five_km() {
+        let mut world = riders();
+        let short = request_between(2, 30, ("45.248", "1.328"), ("45.250", "1.330"));
+        assert_eq!(code(world.member(2, short)), "trip_too_short");
+        // Ayen to the far side of Brive: about 28 km by road.
+        let to_brive = request_between(2, 30, ("45.248", "1.327"), ("45.13", "1.56"));
+        assert_eq!(code(world.member(2, to_brive)), "trip_too_long");
+        let past = request(2, -60);
+        assert_eq!(code(world.member(2, past)), "in_the_past");
+        let far = request(2, 91 * 24 * 60);
+        assert_eq!(code(world.member(2, far)), "too_far_ahead");
+    }
+
+    #[test]
+    fn at_most_four_trips_a_day_and_thirty_minutes_apart() {
+        let mut world = riders();
+        world.issue(2, "90.00").unwrap();
+        for trip in 0..5u32 {
+            let minutes = 60 + i64::from(trip) * 45;
+            world.member(1, offer(10 + trip, minutes, 3)).unwrap();
+            world.member(2, request(20 + trip, minutes - 5)).unwrap();
+            let result = world.member(2, book(30 + trip, 10 + trip, 20 + trip));
+            assert_eq!(code(result), if trip < 4 { "ok" } else { "too_many_trips" }, "trip {trip}");
+        }
+        // A sixth ride twenty minutes after the first: too close for passenger 3 who
+        // took the first, and the driver is on the road then.
+        let mut world = riders();
+        world.member(1, offer(1, 60, 3)).unwrap();
+        world.member(3, request(2, 55)).unwrap();
+        world.member(3, book(3, 1, 2)).unwrap();
+        world.register(4).unwrap();
+        world.member(4, offer(4, 80, 3)).unwrap();
+        world.member(3, request(5, 75)).unwrap();
+        assert_eq!(code(world.member(3, book(6, 4, 5))), "trips_too_close");
+        // The same ride twice for the driver is one trip: a second passenger is fine.
+        world.member(2, request(7, 55)).unwrap();
+        assert_eq!(code(world.member(2, book(8, 1, 7))), "ok");
+    }
+
+    #[test]
+    fn seats_funds_and_self_rides() {
+        let mut world = riders();
+        world.member(1, offer(1, 60, 1)).unwrap();
+        world.member(2, request(2, 55)).unwrap();
+        world.member(3, request(3, 55)).unwrap();
+        world.member(2, book(4, 1, 2)).unwrap();
+        assert_eq!(code(world.member(3, book(5, 1, 3))), "no_seats");
+        world.member(1, request(6, 55)).unwrap();
+        assert_eq!(code(world.member(1, book(7, 1, 6))), "own_ride");
+        assert_eq!(code(world.member(3, book(4, 1, 3))), "ride_exists");
+        assert_eq!(code(world.member(3, book(8, 1, 2))), "not_yours");
+        // Declining frees the seat and the money.
+        world.member(1, CommandWire::Decline { booking: ride_id(4) }).unwrap();
+        assert_eq!(world.held(2), 0);
+        world.register(5).unwrap();
+        world.member(5, request(9, 55)).unwrap();
+        assert_eq!(code(world.member(5, book(10, 1, 9))), "insufficient_funds", "nobody books what they cannot pay");
+        assert_eq!(code(world.member(3, book(11, 1, 3))), "ok");
+    }
+
+    #[test]
+    fn unanswered_and_unfinished_bookings_expire_and_completed_ones_settle() {
+        let mut world = riders();
+        world.member(1, offer(1, 60, 3)).unwrap();
+        world.member(2, request(2, 55)).unwrap();
+        world.member(3, request(3, 55)).unwrap();
+        world.member(2, book(4, 1, 2)).unwrap();
+        world.member(3, book(5, 1, 3)).unwrap();
+        world.member(1, CommandWire::Accept { booking: ride_id(5) }).unwrap();
+        assert!(world.tick().is_empty());
+        // At pickup time the unanswered booking expires; the accepted one waits.
+        world.now = world.now.plus_ms(70 * 60_000);
+        assert_eq!(world.tick(), [Event::RideExpire { booking: ride_id(4) }]);
+        assert_eq!(world.held(2), 0);
+        world.member(1, CommandWire::Complete { booking: ride_id(5) }).unwrap();
+        world.now = world.now.plus_ms(24 * 3_600_000 - 1);
+        assert!(world.tick().is_empty());
+        world.now = world.now.plus_ms(1);
+        assert_eq!(world.tick(), [Event::RideSettle { booking: ride_id(5) }]);
+        assert_eq!((world.balance(&member_id(3)), world.balance(&member_id(1))), (949, 1051));
+        // An event that is not due is refused: the auditor checks the server's timing.
+        let early = Event::RideSettle { booking: ride_id(5) };
+        assert_eq!(apply_event(&mut world.state, &early, world.now).map(|_| ()).unwrap_err().code(), "not_due");
+    }
+
+    #[test]
+    fn a_withdrawn_offer_cancels_its_future_bookings() {
+        let mut world = riders();
+        world.member(1, offer(1, 60, 3)).unwrap();
+        world.member(2, request(2, 55)).unwrap();
+        world.member(2, book(3, 1, 2)).unwrap();
+        let withdraw =
+            CommandWire::Cancel { booking: None, offer: Some(ride_id(1)), request: None, date: None, memo: None };
+        world.member(1, withdraw).unwrap();
+        assert_eq!(world.held(2), 0);
+        assert_eq!(
+            world.state.rides().booking(&Id::parse("b", &ride_id(3)).unwrap()).unwrap().status.as_str(),
+            "cancelled"
+        );
+        world.member(3, request(4, 55)).unwrap();
+        assert_eq!(code(world.member(3, book(5, 1, 4))), "ride_closed");
+    }
+
+    #[test]
+    fn a_sponsor_pays_up_to_its_caps_and_a_new_rate_applies_to_new_bookings() {
+        let mut world = riders();
+        world.register(7).unwrap();
+        world.issue(7, "100.00").unwrap();
+        let sponsored = Policy {
+            approval_required: false,
+            payer: "sponsor".into(),
+            sponsor: Some(member_id(7)),
+            sponsor_cap_trip: Some("0.30".into()),
+            sponsor_cap_day: Some("0.50".into()),
+            sponsor_cap_month: Some("10.00".into()),
+            ..Policy::default()
+        };
+        world.operator(CommandWire::PolicySet { policy: Box::new(sponsored) }).unwrap();
+        world.member(1, offer(1, 60, 3)).unwrap();
+        world.member(1, offer(2, 180, 3)).unwrap();
+        world.member(2, request(3, 55)).unwrap();
+        world.member(2, request(4, 175)).unwrap();
+        world.member(2, book(5, 1, 3)).unwrap();
+        world.member(2, book(6, 2, 4)).unwrap();
+        let shares = |world: &World, n: u32| -> Vec<(bool, i64)> {
+            let booking = world.state.rides().booking(&Id::parse("b", &ride_id(n)).unwrap()).unwrap().clone();
+            booking.shares.iter().map(|share| (share.sponsor, share.amount)).collect()
+        };
+        // 0.51: the sponsor pays its trip cap, 0.30; then what is left of its day cap.
+        assert_eq!(shares(&world, 5), [(true, 30), (false, 21)]);
+        assert_eq!(shares(&world, 6), [(true, 20), (false, 31)]);
+        assert_eq!((world.held(7), world.held(2)), (50, 52));
+        // A new rate applies to bookings made after it, not to those before.
+        let dearer = Policy { fare_per_km: "0.10".into(), ..Policy::default() };
+        world.operator(CommandWire::PolicySet { policy: Box::new(dearer) }).unwrap();
+        world.member(3, request(7, 55)).unwrap();
+        world.member(3, book(8, 1, 7)).unwrap();
+        assert_eq!(shares(&world, 8), [(false, 85)]);
+        assert_eq!(shares(&world, 5), [(true, 30), (false, 21)]);
+        let unknown = Policy { payer: "sponsor".into(), sponsor: Some(member_id(77)), ..sponsored_caps() };
+        assert_eq!(code(world.operator(CommandWire::PolicySet { policy: Box::new(unknown) })), "unknown_account");
+    }
+
+    fn sponsored_caps() -> Policy {
+        Policy {
+            sponsor_cap_trip: Some("1".into()),
+            sponsor_cap_day: Some("1".into()),
+            sponsor_cap_month: Some("1".into()),
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn the_desk_signs_only_for_custodial_accounts_and_says_so() {
+        let mut world = riders();
+        world.operator(CommandWire::Custodial { target: member_id(40), name: "Claire".into() }).unwrap();
+        world.issue(40, "5.00").unwrap();
+        let by_desk = |world: &World, account: String| BodyWire {
+            ledger: LEDGER.into(),
+            account: account.clone(),
+            seq: world.next_seq(&account),
+            not_after: NOT_AFTER.into(),
+            by: Some("operator".into()),
+            command: CommandWire::Transfer { to: member_id(1), amount: "1.00".into(), memo: None },
+        };
+        let operator = world.operator.clone();
+        let body = by_desk(&world, member_id(40));
+        assert_eq!(code(world.run(&operator, body)), "ok");
+        let body = by_desk(&world, member_id(2));
+        assert_eq!(code(world.run(&operator, body)), "not_custodial");
+        // Nobody else signs for a custodial account, even saying "by operator".
+        let body = by_desk(&world, member_id(40));
+        assert_eq!(code(world.run(&member_key(2), body)), "wrong_key");
+        let mut plain = by_desk(&world, member_id(40));
+        plain.by = None;
+        assert_eq!(code(world.run(&operator, plain)), "wrong_key");
     }
 
     fn code(result: Result<Outcome, Refusal>) -> &'static str {

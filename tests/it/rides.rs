@@ -337,3 +337,103 @@ fn two_passengers_booking_the_last_seat_at_once_get_one_seat() {
     let held: usize = passengers.iter().filter(|p| app.account(&p.id)["held"] != "0.00").count();
     assert_eq!(held, 1, "only the booked passenger's money is held");
 }
+
+fn offer_at(id: &str, origin: (&str, &str), minutes: i64) -> CommandWire {
+    CommandWire::Offer(Box::new(OfferWire {
+        offer: id.into(),
+        origin: place(origin.0, origin.1),
+        destination: place("45.264", "1.409"),
+        seats: 2,
+        detour_km: None,
+        departure: Some(at(minutes)),
+        weekdays: None,
+        time: None,
+        until: None,
+    }))
+}
+
+/// Reads server-sent events from a live stream until `wanted` has been seen.
+fn read_events(reader: &mut impl std::io::BufRead, wanted: &str) -> Vec<(String, Value)> {
+    let mut events = Vec::new();
+    let mut name = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the stream ended before a \"{wanted}\" event");
+        let line = line.trim_end();
+        if let Some(event) = line.strip_prefix("event:") {
+            name = event.trim().to_owned();
+        } else if let Some(data) = line.strip_prefix("data:") {
+            events.push((name.clone(), serde_json::from_str(data.trim()).unwrap()));
+            if name == wanted {
+                return events;
+            }
+        }
+    }
+}
+
+#[test]
+fn matches_are_ranked_and_new_offers_reach_open_requests_live() {
+    let app = TestApp::spawn();
+    let (early, late, aside, passenger) = (Member::new(31), Member::new(32), Member::new(33), Member::new(34));
+    for member in [&early, &late, &aside, &passenger] {
+        app.join(member, "Member");
+    }
+    app.issue(&passenger, "5.00");
+    let wanted = uuid(500);
+    app.accept(
+        &passenger.key,
+        &app.body(
+            &passenger.id,
+            request(&wanted, place("45.248", "1.328"), place("45.264", "1.408"), (55, 95), 1),
+            false,
+        ),
+    );
+
+    // The passenger follows the request live, from before any offer exists.
+    let mut response = ureq::get(&format!("{}/v1/requests/{wanted}/events", app.base)).call().unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = std::io::BufReader::new(response.body_mut().as_reader());
+    let opening = read_events(&mut stream, "matches");
+    assert_eq!(opening.last().unwrap().1["matches"], serde_json::json!([]));
+
+    app.accept(&late.key, &app.body(&late.id, offer_at(&uuid(501), ("45.248", "1.327"), 75), false));
+    let heard = read_events(&mut stream, "match");
+    assert_eq!(heard.last().unwrap().1["offer"], uuid(501), "a new fitting offer is pushed");
+    app.accept(&early.key, &app.body(&early.id, offer_at(&uuid(502), ("45.248", "1.327"), 60), false));
+    // Starting a little south-west of the pickup: a small detour.
+    app.accept(&aside.key, &app.body(&aside.id, offer_at(&uuid(503), ("45.244", "1.322"), 55), false));
+    // An offer going elsewhere does not fit.
+    let elsewhere = CommandWire::Offer(Box::new(OfferWire {
+        destination: place("45.319", "1.323"),
+        ..match offer_at(&uuid(504), ("45.248", "1.327"), 60) {
+            CommandWire::Offer(offer) => *offer,
+            _ => unreachable!(),
+        }
+    }));
+    app.accept(&early.key, &app.body(&early.id, elsewhere, false));
+
+    let (_, found) = app.get(&format!("/v1/requests/{wanted}/matches"));
+    let order: Vec<&str> = found["matches"].as_array().unwrap().iter().map(|m| m["offer"].as_str().unwrap()).collect();
+    assert_eq!(order, [uuid(502), uuid(501), uuid(503)], "least detour first, then earliest pickup: {found}");
+    let added: Vec<f64> =
+        found["matches"].as_array().unwrap().iter().map(|m| m["added_km"].as_str().unwrap().parse().unwrap()).collect();
+    assert!(added[0] <= added[2] && added[1] <= added[2] && added[2] > 0.0, "{added:?}");
+
+    // Booking changes reach the stream too.
+    app.accept(&passenger.key, &app.body(&passenger.id, booking(&uuid(505), &uuid(502), &wanted, None), false));
+    let heard = read_events(&mut stream, "booking");
+    assert_eq!(heard.last().unwrap().1, serde_json::json!({"booking": uuid(505), "status": "requested"}));
+
+    // The public listing near Ayen shows the rides with coarse places.
+    let (status, listing) = app.get("/v1/offers?lat=45.248&lon=1.327&radius_km=5");
+    assert_eq!(status, 200, "{listing}");
+    let offers = listing["offers"].as_array().unwrap();
+    assert_eq!(offers.len(), 4);
+    for offer in offers {
+        let lat: f64 = offer["origin"]["lat"].as_str().unwrap().parse().unwrap();
+        assert!(((lat * 1000.0).round() as i64) % 5 == 0, "coarse to 0.005°: {offer}");
+    }
+    let (status, reply) = app.get("/v1/offers?lat=north&lon=1");
+    assert_eq!((status, code(&reply)), (400, "invalid_query"));
+}
