@@ -34,7 +34,10 @@ pub const LISTING_MAX: usize = 100;
 /// meeting points.
 pub const COARSE_STEP_E6: i32 = 5_000;
 
-type OfferBox = GeomWithData<Rectangle<[f64; 2]>, Id>;
+/// An offer in space and time: its reach box × the hours its pickups can fall in
+/// (from departure to the end of the longest route it may drive); weekly offers
+/// span all time.
+type OfferBox = GeomWithData<Rectangle<[f64; 3]>, Id>;
 type RequestPoint = GeomWithData<[f64; 2], Id>;
 
 /// One day's ride of an offer, as matching needs it.
@@ -49,6 +52,7 @@ struct DayView {
 struct OfferEntry {
     offer: Offer,
     area: Rectangle<[f64; 2]>,
+    space_time: Rectangle<[f64; 3]>,
     days: BTreeMap<Date, DayView>,
 }
 
@@ -192,18 +196,19 @@ impl Board {
 
     fn put_offer(&mut self, state: &State, offer: Offer) {
         let area = reach(&offer, self.rules());
+        let space_time = in_time(&offer, &area, self.rules());
         let days = state
             .rides()
             .occurrences_of(&offer.id)
             .map(|occurrence| (occurrence.date, day_view(state, occurrence)))
             .collect();
-        self.offer_tree.insert(GeomWithData::new(area, offer.id.clone()));
-        self.offers.insert(offer.id.clone(), OfferEntry { offer, area, days });
+        self.offer_tree.insert(GeomWithData::new(space_time, offer.id.clone()));
+        self.offers.insert(offer.id.clone(), OfferEntry { offer, area, space_time, days });
     }
 
     fn remove_offer(&mut self, id: &Id) {
         if let Some(entry) = self.offers.remove(id) {
-            self.offer_tree.remove(&GeomWithData::new(entry.area, id.clone()));
+            self.offer_tree.remove(&GeomWithData::new(entry.space_time, id.clone()));
         }
     }
 
@@ -235,19 +240,30 @@ impl Board {
     /// The offers that fit a request, best first.
     pub fn matches(&self, request: &Request, now: Timestamp) -> Vec<Match> {
         let (pickup, dropoff) = (corner(request.pickup.location), corner(request.dropoff.location));
-        let envelope = AABB::from_corners(pickup, dropoff);
+        let dates = self.dates_of(request);
+        let window = AABB::from_corners(
+            [pickup[0], pickup[1], hours(request.earliest)],
+            [pickup[0], pickup[1], hours(request.latest)],
+        );
         let mut found: Vec<Match> = self
             .offer_tree
-            .locate_in_envelope_intersecting(envelope)
-            .filter(|candidate| contains(candidate.geom(), pickup) && contains(candidate.geom(), dropoff))
-            .take(CANDIDATES_MAX)
+            .locate_in_envelope_intersecting(window)
             .filter_map(|candidate| self.offers.get(&candidate.data))
+            .filter(|entry| contains(&entry.area, dropoff))
+            .take(CANDIDATES_MAX)
             .filter(|entry| entry.offer.driver != request.passenger)
-            .filter_map(|entry| self.best_day(entry, request, now))
+            .filter_map(|entry| self.best_day(entry, request, &dates, now))
             .collect();
         found.sort_by(|a, b| (a.added_m, a.pickup_at, &a.offer).cmp(&(b.added_m, b.pickup_at, &b.offer)));
         found.truncate(MATCHES_MAX);
         found
+    }
+
+    /// The local dates a request's window covers (one or two).
+    fn dates_of(&self, request: &Request) -> Vec<Date> {
+        let zone = self.rules().zone;
+        let (first, last) = (zone.local_date(request.earliest), zone.local_date(request.latest));
+        if first == last { vec![first] } else { vec![first, last] }
     }
 
     /// The open requests a new offer fits.
@@ -262,26 +278,28 @@ impl Board {
             })
             .take(CANDIDATES_MAX)
             .filter_map(|request| {
-                let found = self.best_day(entry, request, now)?;
+                let found = self.best_day(entry, request, &self.dates_of(request), now)?;
                 Some(Notification::Match { request: request.id.clone(), found: Box::new(found) })
             })
             .collect()
     }
 
-    /// The best day's ride of an offer for a request: the dates of its window.
-    fn best_day(&self, entry: &OfferEntry, request: &Request, now: Timestamp) -> Option<Match> {
+    /// The best day's ride of an offer for a request, among the dates of its window.
+    fn best_day(&self, entry: &OfferEntry, request: &Request, dates: &[Date], now: Timestamp) -> Option<Match> {
         let rules = self.rules();
-        let first = rules.zone.local_date(request.earliest);
-        let last = rules.zone.local_date(request.latest);
-        let mut dates = vec![first];
-        if last != first {
-            dates.push(last);
-        }
         let offer = &entry.offer;
         let motion = rides::motion(rules);
         let mut best: Option<Match> = None;
-        for date in dates {
+        for &date in dates {
             let Some(departure) = departure_on(offer, date, rules) else { continue };
+            // The pickup comes after the departure, and no later than the whole
+            // route allows: a cheap test before the insertion rule.
+            let longest = u64::from(offer.direct_m) + u64::from(offer.detour_limit_m);
+            if departure > request.latest
+                || departure.plus_ms(matching::drive_ms(longest, rules.speed_kmh)) < request.earliest
+            {
+                continue;
+            }
             let empty = DayView { departure, stops: Vec::new(), seats_taken: 0 };
             let day = entry.days.get(&date).unwrap_or(&empty);
             if day.seats_taken + request.seats > offer.seats {
@@ -335,8 +353,8 @@ impl Board {
         let radius = f64::from(radius_m);
         let center = corner(point);
         let envelope = AABB::from_corners(
-            [center[0] - radius * lon_per_m, center[1] - radius * lat_per_m],
-            [center[0] + radius * lon_per_m, center[1] + radius * lat_per_m],
+            [center[0] - radius * lon_per_m, center[1] - radius * lat_per_m, hours(from)],
+            [center[0] + radius * lon_per_m, center[1] + radius * lat_per_m, hours(to)],
         );
         let mut listings = Vec::new();
         for candidate in self.offer_tree.locate_in_envelope_intersecting(envelope).take(CANDIDATES_MAX) {
@@ -399,6 +417,26 @@ fn day_view(state: &State, occurrence: &rides::Occurrence) -> DayView {
         stops: rides::stop_views(state.rides(), occurrence),
         seats_taken: rides::seats_taken(state.rides(), occurrence),
     }
+}
+
+/// Hours since the epoch: the board's time axis.
+fn hours(at: Timestamp) -> f64 {
+    at.unix_ms() as f64 / 3_600_000.0
+}
+
+/// An offer's reach box with its time span (see [`OfferBox`]).
+fn in_time(offer: &Offer, area: &Rectangle<[f64; 2]>, rules: &Rules) -> Rectangle<[f64; 3]> {
+    let (lower, upper) = (area.lower(), area.upper());
+    let (start, end) = match &offer.schedule {
+        Schedule::Once { departure } => {
+            let longest = u64::from(offer.direct_m) + u64::from(offer.detour_limit_m);
+            let end = departure.plus_ms(matching::drive_ms(longest, rules.speed_kmh));
+            // A minute either way, for rounding.
+            (hours(*departure) - 1.0 / 60.0, hours(end) + 1.0 / 60.0)
+        }
+        Schedule::Weekly { .. } => (f64::MIN / 4.0, f64::MAX / 4.0),
+    };
+    Rectangle::from_corners([lower[0], lower[1], start], [upper[0], upper[1], end])
 }
 
 fn corner(point: Point) -> [f64; 2] {
