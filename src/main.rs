@@ -94,6 +94,19 @@ enum Commands {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Sign and post any command, given as JSON with its type and own fields (the
+    /// ledger, account, seq and not_after are filled in): for rides, policy and
+    /// meeting points, e.g. --body '{"type":"ride.accept","booking":"<uuid>"}'.
+    Send {
+        #[command(flatten)]
+        signing: Signing,
+        /// The command's type and fields, as a JSON object.
+        #[arg(long)]
+        body: String,
+        /// The desk signs for a custodial account (the body says "by": "operator").
+        #[arg(long)]
+        by_desk: bool,
+    },
     /// Hand currency back to the desk for euros.
     Redeem {
         #[command(flatten)]
@@ -205,6 +218,12 @@ fn run(command: Commands) -> anyhow::Result<ExitCode> {
         Commands::Transfer { signing, to, amount, memo } => {
             send(&signing, "", CommandWire::Transfer { to, amount, memo })
         }
+        Commands::Send { signing, body, by_desk } => {
+            let command = command_from_json(&body)?;
+            let default = if by_desk { "" } else { OPERATOR };
+            let signing = Signing { account: signing.account.clone(), ..signing };
+            send_as(&signing, default, command, by_desk)
+        }
         Commands::Audit(args) => audit(args),
         Commands::Export { source, out } => {
             let mut source = open_source(&source)?;
@@ -302,8 +321,26 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The command of a JSON object holding `type` and the type's own fields.
+fn command_from_json(text: &str) -> anyhow::Result<CommandWire> {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).context("--body must be a JSON object")?;
+    for (field, value) in [("ledger", "l"), ("account", "a"), ("seq", "0"), ("not_after", "t")] {
+        if object.insert(field.to_owned(), value.into()).is_some() {
+            anyhow::bail!("--body gives \"{field}\"; it is filled in for you");
+        }
+    }
+    let body: BodyWire =
+        serde_json::from_value(serde_json::Value::Object(object)).context("--body is not a command")?;
+    Ok(body.command)
+}
+
 /// Builds, signs and posts (or prints) one command; prints the service's reply.
 fn send(signing: &Signing, default_account: &str, command: CommandWire) -> anyhow::Result<ExitCode> {
+    send_as(signing, default_account, command, false)
+}
+
+fn send_as(signing: &Signing, default_account: &str, command: CommandWire, by_desk: bool) -> anyhow::Result<ExitCode> {
     let key = keys::read(&signing.key)?;
     let account = match (&signing.account, default_account) {
         (Some(account), _) => account.clone(),
@@ -317,7 +354,8 @@ fn send(signing: &Signing, default_account: &str, command: CommandWire) -> anyho
         None => client.next_seq(&account).context("reading the account's next seq")?,
     };
     let not_after = Clock::System.now().plus_ms(i64::from(signing.valid_minutes) * 60_000);
-    let body = BodyWire { ledger, account, seq: seq.to_string(), not_after: not_after.to_string(), by: None, command };
+    let by = by_desk.then(|| OPERATOR.to_owned());
+    let body = BodyWire { ledger, account, seq: seq.to_string(), not_after: not_after.to_string(), by, command };
     let envelope = sign_body(&key, &body);
     if signing.print_only {
         println!("{}", serde_json::to_string(&envelope)?);

@@ -102,6 +102,14 @@ fn the_readme_walk_through_works_and_sigterm_stops_cleanly() {
     assert_eq!(get(&server, &format!("/v1/accounts/{bob}"))["floor"], "-10.00");
     assert_eq!(get(&server, "/v1/accounts/reserve")["balance"], "-18.50");
 
+    // Any command, such as a ride offer, with `covoit send`.
+    let offer = r#"{"type":"ride.offer","offer":"00000000-0000-4000-9000-000000000001","origin":{"lat":"45.248","lon":"1.327"},"destination":{"lat":"45.264","lon":"1.409"},"seats":3,"weekdays":"mon,tue,wed,thu,fri","time":"07:30"}"#;
+    covoit(folder, &server, &["send", "--key", "alice.key", "--account", &alice, "--body", offer]);
+    assert_eq!(get(&server, "/v1/offers/00000000-0000-4000-9000-000000000001")["schedule"]["time"], "07:30");
+    let place = r#"{"type":"place.set","point":"mairie","name":"Mairie","lat":"45.2478","lon":"1.3272"}"#;
+    covoit(folder, &server, &["send", "--key", operator_key, "--body", place]);
+    assert_eq!(get(&server, "/v1/meeting-points")[0]["name"], "Mairie");
+
     // A refusal exits non-zero and prints the service's error.
     let refused = Command::new(BINARY)
         .args(["transfer", "--key", "alice.key", "--account", &alice, "--to", &bob, "--amount", "99.00"])
