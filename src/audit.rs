@@ -542,6 +542,7 @@ impl DatabaseSource {
         let state = auditor.state.as_ref().ok_or_else(|| Failure::ledger("the log is empty"))?;
         check_accounts(&self.connection, state)?;
         check_posting_sums(&self.connection, &auditor.posting_sums)?;
+        check_rides(&self.connection, state)?;
         let stored_root = merkle::root_at(&SqlNodes(&self.connection), report.leaves)
             .map_err(|error| Failure::ledger(format!("the stored Merkle tree cannot be read: {error}")))?;
         if stored_root != report.checkpoint.root {
@@ -617,6 +618,27 @@ fn check_accounts(connection: &Connection, state: &State) -> Result<(), Failure>
             }
             None => return Err(Failure::ledger(format!("the stored account {} is not in the log", account.id))),
         }
+    }
+    Ok(())
+}
+
+fn check_rides(connection: &Connection, state: &State) -> Result<(), Failure> {
+    let stored =
+        store::load_ride_objects(connection).map_err(|error| Failure::ledger(format!("the rides table: {error}")))?;
+    let mut replayed: Vec<_> = state.rides().objects().collect();
+    let mut stored = stored;
+    let key = |object: &crate::core::rides::RideObject| object.key();
+    replayed.sort_by_key(key);
+    stored.sort_by_key(key);
+    if let Some((kind, id)) = replayed.iter().zip(&stored).find(|(a, b)| a != b).map(|(a, _)| a.key()) {
+        return Err(Failure::ledger(format!("the stored {kind} {id} differs from the log's")));
+    }
+    if replayed.len() != stored.len() {
+        return Err(Failure::ledger(format!(
+            "the rides table holds {} objects, the log {}",
+            stored.len(),
+            replayed.len()
+        )));
     }
     Ok(())
 }

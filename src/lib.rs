@@ -34,12 +34,23 @@
 //! - `core/` — pure, no I/O:
 //!   - `money.rs` — `Amount`, `Floor`: decimal strings ↔ minor units, strictly.
 //!   - `ids.rs` — `AccountId`, `Seq`, `LedgerId`, `Text` (names, memos).
-//!   - `time.rs` — `Timestamp`: RFC 3339 UTC to the millisecond.
+//!   - `time.rs` — `Timestamp`: RFC 3339 UTC to the millisecond; dates, local time
+//!     (`Zone`, EU summer time).
 //!   - `canonical.rs` — RFC 8785 canonical JSON and the duplicate-refusing parser.
-//!   - `protocol.rs` — envelope, signed message, body types, `open_envelope`, `sign_body`,
-//!     batch verification.
-//!   - `policy.rs` — `Policy` (Ayen's defaults), `Currency`, the genesis event.
-//!   - `ledger.rs` — `State`, `apply` = `decide` + `commit`, `Refusal`, the invariants.
+//!   - `protocol.rs` — envelope, signed message, `open_envelope`, `sign_body`, batch
+//!     verification.
+//!   - `body.rs` — command bodies: the flat wire form (`BodyFields`), the typed view
+//!     clients build (`BodyWire`, `CommandWire`), the domain form (`Body`, `Command`).
+//!   - `policy.rs` — `Policy` (Ayen's defaults) and `Rules` (parsed), `Currency`, the
+//!     server events (genesis, ride settlement and expiry).
+//!   - `ledger.rs` — `State`, `apply` = `decide` + `commit`, `apply_event`,
+//!     `due_events`, `Refusal`, the invariants.
+//!   - `rides.rs` — offers, requests, occurrences, bookings; how each ride command and
+//!     event changes them and the money (holds, fares, sponsor shares, anti-fraud).
+//!   - `geo.rs` — `Point`, the one road-distance function.
+//!   - `matching.rs` — the insertion rule (detour, seats, windows).
+//!   - `board.rs` — the ride board: open offers in a space-time R-tree, matches,
+//!     the public listing, notifications for live streams.
 //!   - `leaf.rs` — the leaf's exact bytes (`encode`, `decode`), `Posting`, the zero-sum assertion.
 //!   - `merkle.rs` — RFC 6962 hashes, the tree's right edge (`Frontier`), proofs.
 //!   - `checkpoint.rs` — C2SP checkpoints in signed notes: sign, open strictly.
@@ -47,10 +58,12 @@
 //!   - `mod.rs` — connections and their pragmas, genesis, loading the state at start.
 //!   - `migrate.rs` — the numbered migrations of `sql/`, compiled in.
 //!   - `writer.rs` — the single writer thread, group commit, receipts, idempotency,
-//!     the tree and the checkpoint of each batch.
+//!     due server events, the tree and the checkpoint of each batch, the after-commit
+//!     hook that refreshes the ride board.
 //!   - `read.rs` — the read pool and the queries behind `GET` routes.
 //! - `http/` — warp:
-//!   - `mod.rs` — routes (`ROUTES`), handlers, body limits and timeouts.
+//!   - `mod.rs` — routes (`ROUTES`), handlers (ride reads and the live stream too),
+//!     body limits and timeouts.
 //!   - `error.rs` — `ApiError`, every status and code, the rejection handler.
 //!   - `replies.rs` — JSON shapes of successful replies.
 //!   - `openapi.json` — the API description served at `/openapi.json`.

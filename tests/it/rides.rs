@@ -288,6 +288,21 @@ fn a_whole_day_in_ayen() {
     let (_, rides) = app.get(&format!("/v1/accounts/{}/rides", alice.id));
     assert_eq!(rides["bookings"].as_array().unwrap().len(), 2);
     assert_eq!(rides["requests"].as_array().unwrap().len(), 2);
+
+    // The rides survive a restart, and the database's tables match the log.
+    let before = app.get(&format!("/v1/accounts/{}/rides", denise.id)).1;
+    let mut app = app;
+    app.restart();
+    assert_eq!(app.get(&format!("/v1/accounts/{}/rides", denise.id)).1, before);
+    app.stop();
+    let database = app.folder.path().join("covoit.db");
+    let options = covoit::audit::Options { seed: [2; 32], ..Default::default() };
+    let (report, auditor) =
+        covoit::audit::run(&mut covoit::audit::DatabaseSource::open(&database).unwrap(), options, &|_, _| {}).unwrap();
+    covoit::audit::DatabaseSource::open(&database)
+        .unwrap()
+        .check_derived(&auditor, &report)
+        .expect("the stored rides are the log's");
 }
 
 #[test]
