@@ -151,7 +151,13 @@ async fn post_command(
 ) -> Response {
     let bytes = match read_body(content_length, body).await {
         Ok(bytes) => bytes,
-        Err(error) => return error.into_response(),
+        Err(error) => {
+            // The rest of the body was not read: the connection cannot carry another
+            // request, and the client must be told so rather than find it closed.
+            let mut response = error.into_response();
+            response.headers_mut().insert("connection", warp::http::HeaderValue::from_static("close"));
+            return response;
+        }
     };
     let command = match protocol::open_envelope(&bytes) {
         Ok(command) => command,
