@@ -46,6 +46,7 @@ pub const PAGE_POSTINGS_DEFAULT: u32 = 50;
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/commands"),
     ("GET", "/v1/ledger"),
+    ("GET", "/v1/accounts"),
     ("GET", "/v1/accounts/{id}"),
     ("GET", "/v1/accounts/{id}/postings"),
     ("GET", "/v1/meeting-points"),
@@ -54,6 +55,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/requests/{id}"),
     ("GET", "/v1/requests/{id}/matches"),
     ("GET", "/v1/requests/{id}/events"),
+    ("GET", "/v1/bookings"),
     ("GET", "/v1/bookings/{id}"),
     ("GET", "/v1/accounts/{id}/rides"),
     ("GET", "/v1/checkpoint"),
@@ -400,6 +402,16 @@ fn ride_routes(
         warp::path!("v1" / "requests" / String / "matches").and(warp::get()).and(with_app.clone()).then(get_matches);
     let events =
         warp::path!("v1" / "requests" / String / "events").and(warp::get()).and(with_app.clone()).then(get_events);
+    let account_list = warp::path!("v1" / "accounts")
+        .and(warp::get())
+        .and(warp::query::<AccountsQuery>())
+        .and(with_app.clone())
+        .then(get_accounts);
+    let booking_list = warp::path!("v1" / "bookings")
+        .and(warp::get())
+        .and(warp::query::<BookingsQuery>())
+        .and(with_app.clone())
+        .then(get_bookings);
     let account_rides =
         warp::path!("v1" / "accounts" / String / "rides").and(warp::get()).and(with_app).then(get_account_rides);
     points
@@ -417,6 +429,50 @@ fn ride_routes(
         .unify()
         .or(account_rides)
         .unify()
+        .or(account_list)
+        .unify()
+        .or(booking_list)
+        .unify()
+}
+
+/// `?status=pending|active&custodial=true`: the desk's lists of members.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountsQuery {
+    status: String,
+    custodial: Option<bool>,
+}
+
+async fn get_accounts(query: AccountsQuery, app: Arc<App>) -> Response {
+    if !matches!(query.status.as_str(), "pending" | "active") {
+        let message = "status must be \"pending\" or \"active\"";
+        return ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message).into_response();
+    }
+    let custodial = query.custodial.unwrap_or(false);
+    match read(&app, move |reader| reader.accounts_with_status(&query.status, custodial)).await {
+        Ok(views) => reply::json(&replies::accounts(&views)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `?status=disputed`, and the other booking statuses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BookingsQuery {
+    status: String,
+}
+
+async fn get_bookings(query: BookingsQuery, app: Arc<App>) -> Response {
+    const STATUSES: [&str; 9] =
+        ["requested", "accepted", "completed", "disputed", "settled", "released", "declined", "cancelled", "expired"];
+    if !STATUSES.contains(&query.status.as_str()) {
+        let message = format!("status must be one of {}", STATUSES.join(", "));
+        return ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message).into_response();
+    }
+    match read(&app, move |reader| reader.bookings_with_status(&query.status)).await {
+        Ok(objects) => reply::json(&replies::bookings(&objects)).into_response(),
+        Err(error) => error.into_response(),
+    }
 }
 
 /// Radius of the public listing when the client does not say, and at most.

@@ -81,6 +81,7 @@ pub struct AccountReply<'a> {
     held: String,
     floor: Option<String>,
     next_seq: String,
+    custodial: bool,
 }
 
 pub fn account(view: &AccountView) -> AccountReply<'_> {
@@ -93,7 +94,33 @@ pub fn account(view: &AccountView) -> AccountReply<'_> {
         held: format_minor(view.held),
         floor: view.floor.map(format_minor),
         next_seq: view.next_seq.to_string(),
+        custodial: view.custodial,
     }
+}
+
+#[derive(Serialize)]
+pub struct AccountsReply<'a> {
+    accounts: Vec<AccountReply<'a>>,
+}
+
+pub fn accounts(views: &[AccountView]) -> AccountsReply<'_> {
+    AccountsReply { accounts: views.iter().map(account).collect() }
+}
+
+#[derive(Serialize)]
+pub struct BookingsReply {
+    bookings: Vec<BookingReply>,
+}
+
+pub fn bookings(objects: &[RideObject]) -> BookingsReply {
+    let bookings = objects
+        .iter()
+        .filter_map(|object| match object {
+            RideObject::Booking(b) => Some(booking(b)),
+            _ => None,
+        })
+        .collect();
+    BookingsReply { bookings }
 }
 
 #[derive(Serialize)]

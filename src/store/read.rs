@@ -19,6 +19,8 @@ use crate::store::{self, SqlNodes, StoreError, to_i64, to_u64};
 pub const READERS_IDLE_MAX: usize = 8;
 /// Most postings in one page of an account's history.
 pub const PAGE_POSTINGS_MAX: u32 = 200;
+/// Most accounts in a listing.
+pub const PAGE_ACCOUNTS_MAX: i64 = 500;
 /// Most rides of each kind listed for an account.
 pub const PAGE_RIDES_MAX: i64 = 200;
 /// Most leaves in one page of the log.
@@ -42,6 +44,7 @@ pub struct AccountView {
     pub held: i64,
     pub floor: Option<i64>,
     pub next_seq: u64,
+    pub custodial: bool,
 }
 
 /// One line of an account's history.
@@ -161,6 +164,47 @@ impl Reader {
         })
     }
 
+    /// Member accounts with a status ("pending", "active"), by name, at most
+    /// [`PAGE_ACCOUNTS_MAX`]; with custodial ones only when asked.
+    pub fn accounts_with_status(&self, status: &str, custodial_only: bool) -> Result<Vec<AccountView>, StoreError> {
+        self.with(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT account, name, status, balance, held, floor, next_seq, custodial FROM accounts
+                 WHERE status = ?1 AND (?2 = 0 OR custodial = 1) ORDER BY name, account LIMIT ?3",
+            )?;
+            let rows = statement.query_map(params![status, custodial_only, PAGE_ACCOUNTS_MAX], |row| {
+                Ok(AccountView {
+                    account: row.get(0)?,
+                    name: row.get(1)?,
+                    status: row.get(2)?,
+                    balance: row.get(3)?,
+                    held: row.get(4)?,
+                    floor: row.get(5)?,
+                    next_seq: row.get::<_, i64>(6)? as u64,
+                    custodial: row.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// Bookings with a status (the desk lists "disputed" ones), at most
+    /// [`PAGE_RIDES_MAX`].
+    pub fn bookings_with_status(&self, status: &str) -> Result<Vec<RideObject>, StoreError> {
+        self.with(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT state FROM ride_objects WHERE kind = 'booking' AND json_extract(state, '$.status') = ?1
+                 ORDER BY json_extract(state, '$.pickup_at') LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![status, PAGE_RIDES_MAX], |row| row.get::<_, String>(0))?;
+            let mut objects = Vec::new();
+            for row in rows {
+                objects.push(store::ride_object_from_json("booking", &row?)?);
+            }
+            Ok(objects)
+        })
+    }
+
     /// A ride object by kind and id.
     pub fn ride_object(&self, kind: &str, id: &str) -> Result<Option<RideObject>, StoreError> {
         self.with(|connection| {
@@ -229,7 +273,7 @@ fn ledger(connection: &Connection) -> Result<LedgerView, StoreError> {
 
 fn account(connection: &Connection, id: &AccountId) -> Result<Option<AccountView>, StoreError> {
     let mut statement = connection.prepare_cached(
-        "SELECT account, name, status, balance, held, floor, next_seq FROM accounts WHERE account = ?1",
+        "SELECT account, name, status, balance, held, floor, next_seq, custodial FROM accounts WHERE account = ?1",
     )?;
     let row = statement
         .query_row([id.as_str()], |row| {
@@ -241,6 +285,7 @@ fn account(connection: &Connection, id: &AccountId) -> Result<Option<AccountView
                 held: row.get(4)?,
                 floor: row.get(5)?,
                 next_seq: row.get::<_, i64>(6)? as u64,
+                custodial: row.get(7)?,
             })
         })
         .optional()?;
