@@ -251,6 +251,14 @@ impl Auditor {
             (Kind::Command, Some(command)) => {
                 let state =
                     self.state.as_mut().ok_or_else(|| Failure::at(index, "the log does not start with a genesis"))?;
+                // The server appends the events due at a time before the commands it
+                // accepts at that time: none may be pending here.
+                if let Some(withheld) = ledger::due_events(state, leaf.accepted_at).first() {
+                    return Err(Failure::at(
+                        index,
+                        format!("a due \"{}\" event was withheld before this command", withheld.kind()),
+                    ));
+                }
                 let outcome = ledger::apply(state, &command, leaf.accepted_at).map_err(|refusal| {
                     Failure::at(
                         index,

@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// Let new accounts sign at once, without the desk's approval (new ledgers only).
     #[arg(long, env = "COVOIT_OPEN_REGISTRATION")]
     pub open_registration: bool,
+    /// Requests a second one client address may make (in bursts of a second's worth).
+    #[arg(long, env = "COVOIT_RATE_PER_CLIENT", default_value_t = crate::http::limit::RATE_PER_CLIENT_DEFAULT)]
+    pub rate_per_client: u32,
 }
 
 /// Everything the service needs to start.
@@ -49,6 +52,7 @@ pub struct Config {
     pub ledger_id: Option<LedgerId>,
     pub currency: Currency,
     pub approval_required: bool,
+    pub rate_per_client: u32,
     pub clock: Clock,
 }
 
@@ -73,6 +77,7 @@ impl Config {
             ledger_id: None,
             currency: Currency::default(),
             approval_required: true,
+            rate_per_client: crate::http::limit::RATE_PER_CLIENT_DEFAULT,
             clock: Clock::System,
         }
     }
@@ -99,6 +104,7 @@ impl Config {
             ledger_id,
             currency: Currency { code: args.currency, ..Currency::default() },
             approval_required: !args.open_registration,
+            rate_per_client: args.rate_per_client,
             clock: Clock::System,
         })
     }

@@ -100,6 +100,7 @@ impl Service {
             streams: Arc::new(Semaphore::new(STREAMS_MAX)),
             clock: clock.clone(),
             stopping: tokio::sync::watch::channel(false).0,
+            limiter: crate::http::limit::RateLimiter::new(config.rate_per_client),
         });
         // Server events (rides settling or expiring) are due with time, not only with
         // commands: a timer asks the writer for them. At start too, so that what

@@ -306,6 +306,9 @@ pub enum Refusal {
     /// 403 `account_pending`.
     #[error("account \"{0}\" is waiting for the desk's approval and can only receive money until then")]
     AccountPending(String),
+    /// 401 `weak_key`: a key outside the prime-order group is never an account's key.
+    #[error("this key has a small-order part and cannot be an account's key; make a new one")]
+    WeakKey,
     /// 403 `not_custodial`.
     #[error("account \"{0}\" is not custodial: the desk signs only for residents it keeps accounts for")]
     NotCustodial(String),
@@ -409,6 +412,7 @@ impl Refusal {
             Refusal::SeqGap { .. } => "seq_gap",
             Refusal::NotPermitted { .. } => "not_permitted",
             Refusal::AccountPending(_) => "account_pending",
+            Refusal::WeakKey => "weak_key",
             Refusal::NotCustodial(_) => "not_custodial",
             Refusal::AlreadyApproved(_) => "already_approved",
             Refusal::NotAMember(_) => "not_a_member",
@@ -698,6 +702,9 @@ fn check_signer(state: &State, command: &VerifiedCommand) -> Result<(), Refusal>
         if state.keys_in_use.contains(command.key()) || *command.key() == state.operator_key {
             return Err(Refusal::KeyInUse);
         }
+        if !prime_order(command.key()) {
+            return Err(Refusal::WeakKey);
+        }
         return Ok(());
     }
     let signer = state.accounts.get(&body.account).ok_or_else(|| Refusal::UnknownAccount(account.clone()))?;
@@ -787,11 +794,19 @@ fn assert_account_invariants(account: &Account) {
     }
 }
 
-/// A genesis key: 32 bytes, canonically encoded, a curve point, not of small order.
+/// A genesis key: 32 bytes, canonically encoded, a point of the prime-order group.
 fn decode_key(text: &str) -> Option<[u8; 32]> {
     let key: [u8; 32] = protocol::base64_decode(text)?.try_into().ok()?;
-    let point = ed25519_dalek::VerifyingKey::from_bytes(&key).ok()?;
-    (protocol::is_canonical_encoding(&key) && !point.is_weak()).then_some(key)
+    (protocol::is_canonical_encoding(&key) && prime_order(&key)).then_some(key)
+}
+
+/// The key is a point of the prime-order subgroup: not of small order, and without a
+/// small-order part. Such keys make every verifier agree, batch or single (a key
+/// with a torsion part could pass a batch that `verify_strict` refuses). Checked once,
+/// when a key is registered.
+fn prime_order(key: &[u8; 32]) -> bool {
+    let point = curve25519_dalek::edwards::CompressedEdwardsY(*key).decompress();
+    point.is_some_and(|point| !point.is_small_order() && point.is_torsion_free())
 }
 
 #[cfg(test)]
@@ -1187,6 +1202,47 @@ mod tests {
         assert_eq!(shares(&world, 5), [(true, 30), (false, 21)]);
         let unknown = Policy { payer: "sponsor".into(), sponsor: Some(member_id(77)), ..sponsored_caps() };
         assert_eq!(code(world.operator(CommandWire::PolicySet { policy: Box::new(unknown) })), "unknown_account");
+    }
+
+    #[test]
+    fn a_free_ride_settles_without_moving_money_and_a_sponsor_pays_its_own_rides() {
+        let mut world = riders();
+        let free = Policy { approval_required: false, fare_per_km: "0".into(), ..Policy::default() };
+        world.operator(CommandWire::PolicySet { policy: Box::new(free) }).unwrap();
+        world.member(1, offer(1, 60, 3)).unwrap();
+        world.member(2, request(2, 55)).unwrap();
+        world.member(2, book(3, 1, 2)).unwrap();
+        world.member(1, CommandWire::Accept { booking: ride_id(3) }).unwrap();
+        world.now = world.now.plus_ms(70 * 60_000);
+        world.member(1, CommandWire::Complete { booking: ride_id(3) }).unwrap();
+        assert_eq!(world.member(2, CommandWire::Confirm { booking: ride_id(3) }).unwrap().postings, []);
+        // A sponsor booking a ride for itself holds one share, checked once.
+        let mut world = riders();
+        let sponsored = Policy {
+            approval_required: false,
+            payer: "sponsor".into(),
+            sponsor: Some(member_id(2)),
+            ..sponsored_caps()
+        };
+        world.operator(CommandWire::PolicySet { policy: Box::new(sponsored) }).unwrap();
+        world.credit(2, "0").unwrap();
+        world.member(1, offer(1, 60, 3)).unwrap();
+        world.member(2, request(2, 55)).unwrap();
+        world.member(2, book(3, 1, 2)).unwrap();
+        let booking = world.state.rides().booking(&Id::parse("b", &ride_id(3)).unwrap()).unwrap().clone();
+        assert_eq!(booking.shares.len(), 1);
+        assert_eq!(world.held(2), 51);
+    }
+
+    #[test]
+    fn only_keys_of_the_prime_order_group_are_registered() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        let key = member_key(3).verifying_key();
+        assert!(prime_order(key.as_bytes()));
+        let point = curve25519_dalek::edwards::CompressedEdwardsY(*key.as_bytes()).decompress().unwrap();
+        let mixed = (point + EIGHT_TORSION[1]).compress().to_bytes();
+        assert!(!prime_order(&mixed), "a key with a torsion part");
+        assert!(!prime_order(&EIGHT_TORSION[1].compress().to_bytes()), "a small-order key");
     }
 
     fn sponsored_caps() -> Policy {

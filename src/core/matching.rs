@@ -101,7 +101,9 @@ pub fn best_insertion(itinerary: &Itinerary<'_>, passenger: &Passenger, motion: 
                 continue;
             };
             let candidate =
-                Insertion { pickup_index: i, dropoff_index: j, added_m: (total - current) as u32, pickup_at };
+                // Legs rounded to the metre can make a route through on-road stops a
+                // metre shorter than without them: no added distance then.
+                Insertion { pickup_index: i, dropoff_index: j, added_m: total.saturating_sub(current) as u32, pickup_at };
             let better =
                 best.is_none_or(|best| (candidate.added_m, candidate.pickup_at) < (best.added_m, best.pickup_at));
             if better {
@@ -237,6 +239,26 @@ mod tests {
         assert_eq!(best_insertion(&ride(&tight), &off_road, MOTION), None);
         let fit = best_insertion(&ride(&stops), &off_road, MOTION).unwrap();
         assert!((950..=1_010).contains(&fit.added_m), "{fit:?}");
+    }
+
+    /// Along one meridian, legs rounded to the metre can make a route through the
+    /// passenger's stops a metre shorter than the driver's own: no added distance,
+    /// and no arithmetic underflow.
+    #[test]
+    fn rounding_never_makes_a_negative_detour() {
+        let north = |lat_e3: i32| Point::from_micro_degrees(lat_e3 * 1_000, 1_000_000);
+        let motion = Motion { road_factor_e3: 1300, speed_kmh: 50 };
+        let itinerary = Itinerary {
+            origin: north(45_000),
+            destination: north(45_019),
+            departure: time(0),
+            stops: &[],
+            direct_m: road_distance_m(north(45_000), north(45_019), 1300),
+            detour_limit_m: 2_000,
+        };
+        let passenger =
+            Passenger { pickup: north(45_002), dropoff: north(45_017), earliest: time(0), latest: time(60) };
+        assert_eq!(best_insertion(&itinerary, &passenger, motion).unwrap().added_m, 0);
     }
 
     #[test]

@@ -634,6 +634,12 @@ pub fn decide_book(
     }
     let fare = fare_minor(request.distance_m, rules.fare_per_km_e4);
     let shares = shares(state, passenger, fare, insertion.pickup_at)?;
+    // Each account pays at most once per booking (the sponsor's rides are its own),
+    // so checking each share against its account's available money is exact.
+    assert!(
+        shares.iter().enumerate().all(|(i, a)| shares[i + 1..].iter().all(|b| b.account != a.account)),
+        "one share per account"
+    );
     for share in &shares {
         let account =
             state.account(&share.account).ok_or_else(|| Refusal::UnknownAccount(share.account.to_string()))?;
@@ -714,9 +720,17 @@ fn check_trips(
 /// for the rest.
 fn shares(state: &State, passenger: &AccountId, fare: i64, pickup_at: Timestamp) -> Result<Vec<Share>, Refusal> {
     let rules = state.rules();
-    let Payer::Sponsor { account: sponsor, cap_trip, cap_day, cap_month } = &rules.payer else {
-        return Ok(vec![Share { account: passenger.clone(), amount: fare, sponsor: false }]);
+    let passenger_pays = || {
+        let share = Share { account: passenger.clone(), amount: fare, sponsor: false };
+        Ok(if fare > 0 { vec![share] } else { Vec::new() })
     };
+    let Payer::Sponsor { account: sponsor, cap_trip, cap_day, cap_month } = &rules.payer else {
+        return passenger_pays();
+    };
+    if sponsor == passenger {
+        // The sponsor's own rides are its own to pay.
+        return passenger_pays();
+    }
     if state.account(sponsor).is_none() {
         return refuse(Refusal::UnknownAccount(sponsor.to_string()));
     }
@@ -794,7 +808,10 @@ fn settle(effect: &mut Effect, booking: &Booking) {
         effect.holds.push((share.account.clone(), -share.amount));
         effect.postings.push(Posting { account: share.account.clone(), amount_minor: -share.amount });
     }
-    effect.postings.push(Posting { account: booking.driver.clone(), amount_minor: booking.fare });
+    // A free ride (a fare rounded to nothing) settles without moving money.
+    if booking.fare > 0 {
+        effect.postings.push(Posting { account: booking.driver.clone(), amount_minor: booking.fare });
+    }
     let mut booking = booking.clone();
     booking.status = BookingStatus::Settled;
     effect.rides.push(RideChange::Put(RideObject::Booking(booking)));

@@ -74,6 +74,7 @@ impl From<Refusal> for ApiError {
             }
             Refusal::NotAMember(_) | Refusal::SelfTransfer => StatusCode::BAD_REQUEST,
             Refusal::UnknownAccount(_) | Refusal::UnknownPoint(_) | Refusal::UnknownRide(_) => StatusCode::NOT_FOUND,
+            Refusal::WeakKey => StatusCode::UNAUTHORIZED,
             Refusal::WrongKey(_)
             | Refusal::NotPermitted { .. }
             | Refusal::AccountPending(_)
@@ -120,6 +121,12 @@ impl From<SubmitError> for ApiError {
 
 /// The rejection handler: warp's own rejections in our error shape.
 pub async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
+    if rejection.find::<crate::http::limit::RateLimited>().is_some() {
+        let message = "too many requests from this address; slow down and try again in a second";
+        let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).into_response();
+        response.headers_mut().insert("retry-after", warp::http::HeaderValue::from_static("1"));
+        return Ok(response);
+    }
     let error = if rejection.is_not_found() {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is no such route; GET /openapi.json lists them all")
     } else if let Some(query) = rejection.find::<warp::reject::InvalidQuery>() {

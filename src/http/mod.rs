@@ -6,6 +6,7 @@
 //! by [`error::ApiError`], and [`error::recover`] turns warp's own rejections into it.
 
 pub mod error;
+pub mod limit;
 mod replies;
 
 use std::convert::Infallible;
@@ -36,6 +37,8 @@ use crate::store::writer::WriterHandle;
 pub const REQUEST_BYTES_MAX: u64 = ENVELOPE_BYTES_MAX as u64;
 /// A request body must arrive within this time once its headers have.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a command may wait for the writer before the client hears 503 `busy`.
+pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reads running at once on blocking threads; more wait their turn.
 pub const READS_CONCURRENT_MAX: usize = 16;
 /// Postings per page when the client does not say.
@@ -85,10 +88,24 @@ pub struct App {
     pub clock: Clock,
     /// Set when the service stops, to end the live streams.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    pub limiter: limit::RateLimiter,
 }
 
 /// All routes, with the rejection handler.
 pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let limited = warp::addr::remote()
+        .and(warp::any().map({
+            let app = app.clone();
+            move || app.clone()
+        }))
+        .and_then(|client: Option<std::net::SocketAddr>, app: Arc<App>| async move {
+            if app.limiter.allow(client.map(|client| client.ip()), std::time::Instant::now()) {
+                Ok(())
+            } else {
+                Err(warp::reject::custom(limit::RateLimited))
+            }
+        })
+        .untuple_one();
     let with_app = warp::any().map(move || app.clone());
     let commands = warp::path!("v1" / "commands")
         .and(warp::post())
@@ -121,7 +138,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
     let openapi = warp::path!("openapi.json")
         .and(warp::get())
         .map(|| reply::with_header(OPENAPI_JSON, "content-type", "application/json").into_response());
-    commands
+    let all = commands
         .or(ledger)
         .unify()
         .or(account)
@@ -141,9 +158,8 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .or(health)
         .unify()
         .or(openapi)
-        .unify()
-        .recover(error::recover)
-        .unify()
+        .unify();
+    limited.and(all).recover(error::recover).unify()
 }
 
 async fn post_command(
@@ -165,9 +181,14 @@ async fn post_command(
         Ok(command) => command,
         Err(error) => return ApiError::from(error).into_response(),
     };
-    match app.writer.submit(command).await {
-        Ok(receipt) => reply::json(&replies::receipt(&receipt)).into_response(),
-        Err(error) => ApiError::from(error).into_response(),
+    match tokio::time::timeout(SUBMIT_TIMEOUT, app.writer.submit(command)).await {
+        Ok(Ok(receipt)) => reply::json(&replies::receipt(&receipt)).into_response(),
+        Ok(Err(error)) => ApiError::from(error).into_response(),
+        Err(_) => {
+            let message = "the ledger is very busy; your command may still be recorded: post the same envelope \
+                           again to get its receipt, or its refusal";
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message).into_response()
+        }
     }
 }
 
@@ -278,6 +299,10 @@ async fn get_postings(id: String, query: PostingsQuery, app: Arc<App>) -> Respon
         return ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message).into_response();
     }
     let before = query.before;
+    if before.is_some_and(|before| before > i64::MAX as u64) {
+        return ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "before is past any leaf index")
+            .into_response();
+    }
     match read(&app, move |reader| reader.postings(&account, before, limit)).await {
         Ok(Some(page)) => reply::json(&replies::postings(&page)).into_response(),
         Ok(None) => unknown_account(&id).into_response(),

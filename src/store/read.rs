@@ -47,7 +47,7 @@ pub struct AccountView {
     pub custodial: bool,
 }
 
-/// One line of an account's history.
+/// One line of an account's history: one per leaf, the sum of its postings there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostingView {
     pub index: u64,
@@ -315,12 +315,13 @@ fn postings(
         |row| row.get(0),
     )?;
     let mut statement = snapshot.prepare_cached(
-        "SELECT p.leaf_index, l.accepted_at, l.kind, p.amount, l.memo,
-                (SELECT group_concat(o.account, ' ') FROM postings o
+        "SELECT p.leaf_index, l.accepted_at, l.kind, SUM(p.amount), l.memo,
+                (SELECT group_concat(DISTINCT o.account) FROM postings o
                   WHERE o.leaf_index = p.leaf_index AND o.account <> p.account)
            FROM postings p JOIN leaves l ON l.leaf_index = p.leaf_index
           WHERE p.account = ?1 AND p.leaf_index < ?2
-          ORDER BY p.leaf_index DESC, p.position DESC
+          GROUP BY p.leaf_index
+          ORDER BY p.leaf_index DESC
           LIMIT ?3",
     )?;
     let mut balance_after = account.balance - newer;
@@ -337,7 +338,7 @@ fn postings(
     })?;
     for row in rows {
         let (index, accepted_at, kind, amount, memo, others) = row?;
-        let counterparties = others.map(|others| others.split(' ').map(str::to_owned).collect()).unwrap_or_default();
+        let counterparties = others.map(|others| others.split(',').map(str::to_owned).collect()).unwrap_or_default();
         page.push(PostingView {
             index: to_u64(index)?,
             accepted_at,

@@ -460,3 +460,72 @@ fn covoit_audit_exits_zero_on_a_good_ledger_and_one_on_a_bad_one() {
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains(&format!("AUDIT FAILED: leaf {index}:")), "{stdout}");
 }
+
+#[test]
+fn a_server_that_withholds_a_due_settlement_is_caught() {
+    use covoit::core::protocol::{OfferWire, PlaceWire, RequestWire};
+    let mut app = TestApp::spawn();
+    let (driver, passenger) = (Member::new(41), Member::new(42));
+    app.join(&driver, "Driver");
+    app.join(&passenger, "Passenger");
+    app.issue(&passenger, "5.00");
+    let id = |n: u32| format!("00000000-0000-4000-9000-{n:012x}");
+    let start = covoit::core::time::Timestamp::parse(crate::support::START).unwrap();
+    let at = |minutes: i64| start.plus_ms(minutes * 60_000).to_string();
+    let offer = CommandWire::Offer(Box::new(OfferWire {
+        offer: id(1),
+        origin: PlaceWire::at("45.248", "1.327"),
+        destination: PlaceWire::at("45.264", "1.409"),
+        seats: 2,
+        detour_km: None,
+        departure: Some(at(60)),
+        weekdays: None,
+        time: None,
+        until: None,
+    }));
+    app.accept(&driver.key, &app.body(&driver.id, offer, false));
+    let request = CommandWire::Request(Box::new(RequestWire {
+        request: id(2),
+        pickup: PlaceWire::at("45.248", "1.328"),
+        dropoff: PlaceWire::at("45.264", "1.408"),
+        earliest: at(55),
+        latest: at(90),
+        seats: 1,
+    }));
+    app.accept(&passenger.key, &app.body(&passenger.id, request, false));
+    let book = CommandWire::Book { booking: id(3), offer: id(1), request: id(2), date: None };
+    app.accept(&passenger.key, &app.body(&passenger.id, book, false));
+    app.accept(&driver.key, &app.body(&driver.id, CommandWire::Accept { booking: id(3) }, false));
+    app.clock.advance(70 * 60_000);
+    app.accept(&driver.key, &app.body(&driver.id, CommandWire::Complete { booking: id(3) }, false));
+    app.clock.advance(24 * 3_600_000);
+    app.tick();
+    app.accept(&passenger.key, &app.transfer_body(&passenger, &driver.id, "1.00"));
+    app.stop();
+    let original = app.folder.path().join("covoit.db");
+    assert!(audit_db(&original, options()).is_ok());
+
+    // An insider removes the settlement (the driver is never paid) and covers it up.
+    let copy = app.folder.path().join("withheld.db");
+    std::fs::copy(&original, &copy).unwrap();
+    let db = Connection::open(&copy).unwrap();
+    let event = find_leaf(&db, "ride.settle");
+    let leaves = leaves_of(&db);
+    db.execute("DELETE FROM leaves WHERE leaf_index >= ?1", [event as i64]).unwrap();
+    for (at, bytes) in leaves.iter().enumerate().skip(event as usize + 1) {
+        let mut value: Value = serde_json::from_slice(bytes).unwrap();
+        value["index"] = (at as u64 - 1).into();
+        let bytes = covoit::core::canonical::to_canonical_vec(&value);
+        db.execute(
+            "INSERT INTO leaves (leaf_index, bytes, kind, accepted_at) VALUES (?1, ?2, 'x', 'x')",
+            params![at as i64 - 1, bytes],
+        )
+        .unwrap();
+    }
+    let key = covoit::keys::read(&app.folder.path().join("keys/ledger.key")).unwrap();
+    recompute_and_resign(&db, &app.ledger, &key);
+    drop(db);
+    let failure = audit_db(&copy, options()).unwrap_err();
+    assert!(failure.to_string().contains("withheld"), "{failure}");
+    assert_eq!(failure.leaf, Some(event));
+}
