@@ -37,9 +37,19 @@ pub struct ServeArgs {
     /// Let new accounts sign at once, without the desk's approval (new ledgers only).
     #[arg(long, env = "COVOIT_OPEN_REGISTRATION")]
     pub open_registration: bool,
-    /// Requests a second one client address may make (in bursts of a second's worth).
+    /// Requests a second one client address may make (in bursts of a second's worth); 0 for no limit.
     #[arg(long, env = "COVOIT_RATE_PER_CLIENT", default_value_t = crate::http::limit::RATE_PER_CLIENT_DEFAULT)]
     pub rate_per_client: u32,
+    /// Connections the service holds at once; more are answered 503 and closed.
+    #[arg(long, env = "COVOIT_CONNECTIONS_MAX", default_value_t = crate::http::server::CONNECTIONS_MAX)]
+    pub connections_max: usize,
+    /// Connections one client address may hold at once.
+    #[arg(long, env = "COVOIT_CONNECTIONS_PER_CLIENT", default_value_t = crate::http::server::CONNECTIONS_PER_CLIENT_MAX)]
+    pub connections_per_client: usize,
+    /// Commands committed in one transaction at most (group commit); 1 commits each
+    /// command on its own, for the benchmark that compares the two.
+    #[arg(long, env = "COVOIT_BATCH_MAX", default_value_t = crate::store::writer::BATCH_COMMANDS_MAX, hide = true)]
+    pub batch_max: usize,
 }
 
 /// Everything the service needs to start.
@@ -53,6 +63,8 @@ pub struct Config {
     pub currency: Currency,
     pub approval_required: bool,
     pub rate_per_client: u32,
+    pub connections: crate::http::server::Limits,
+    pub batch_max: usize,
     pub clock: Clock,
 }
 
@@ -78,6 +90,8 @@ impl Config {
             currency: Currency::default(),
             approval_required: true,
             rate_per_client: crate::http::limit::RATE_PER_CLIENT_DEFAULT,
+            connections: crate::http::server::Limits::default(),
+            batch_max: crate::store::writer::BATCH_COMMANDS_MAX,
             clock: Clock::System,
         }
     }
@@ -105,6 +119,12 @@ impl Config {
             currency: Currency { code: args.currency, ..Currency::default() },
             approval_required: !args.open_registration,
             rate_per_client: args.rate_per_client,
+            connections: crate::http::server::Limits {
+                connections: args.connections_max,
+                connections_per_client: args.connections_per_client,
+                ..crate::http::server::Limits::default()
+            },
+            batch_max: args.batch_max,
             clock: Clock::System,
         })
     }

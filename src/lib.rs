@@ -61,16 +61,22 @@
 //!     due server events, the tree and the checkpoint of each batch, the after-commit
 //!     hook that refreshes the ride board.
 //!   - `read.rs` — the read pool and the queries behind `GET` routes.
+//!   - `backup.rs` — `covoit backup`: a consistent copy of a live database, checked.
 //! - `http/` — warp:
 //!   - `mod.rs` — routes (`ROUTES`), handlers (ride reads and the live stream too),
 //!     body limits and timeouts.
+//!   - `server.rs` — the accept loop: hyper HTTP/1.1, connection limits, header
+//!     timeout, graceful stop.
+//!   - `limit.rs` — the per-client rate limit.
 //!   - `error.rs` — `ApiError`, every status and code, the rejection handler.
 //!   - `replies.rs` — JSON shapes of successful replies.
+//!   - `web.rs` — the web page (`web/`, embedded) at `/` and `/assets/`.
 //!   - `openapi.json` — the API description served at `/openapi.json`.
 //! - `audit.rs` — the offline auditor (`covoit audit`), its sources (URL, database,
 //!   export) and `covoit export`.
 //! - `keys.rs` — key files (PKCS#8 PEM, mode 0600).
 //! - `client.rs` — the blocking HTTP client the CLI uses.
+//! - `load.rs` — the load generator (`covoit load`) of the throughput benchmarks.
 //! - `clock.rs` — the system clock, or a manual one for tests.
 //!
 //! # Invariants
@@ -90,5 +96,6 @@ pub mod config;
 pub mod core;
 pub mod http;
 pub mod keys;
+pub mod load;
 pub mod service;
 pub mod store;

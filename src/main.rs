@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -86,11 +87,26 @@ enum Commands {
     /// Verify a ledger offline: every signature, every balance, the Merkle root and the
     /// signed checkpoint. Exits 1 naming the first failing leaf.
     Audit(AuditArgs),
+    /// Measure signed, durable payments per second over HTTP (see docs/performance.md):
+    /// funds new accounts with the operator's key, signs every payment before the clock
+    /// starts, then posts them from many clients at once.
+    Load(LoadArgs),
     /// Write a ledger's log and signed checkpoint to a file, to audit it elsewhere.
     Export {
         #[command(flatten)]
         source: SourceArgs,
         /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Copy the database while the service runs (SQLite's online backup API, one
+    /// consistent snapshot), check the copy and say what it holds. The ledger's key
+    /// (keys/ledger.key) is not in the copy: back it up once, separately.
+    Backup {
+        /// The live database.
+        #[arg(long, env = "COVOIT_DB", default_value = "covoit.db")]
+        db: PathBuf,
+        /// The new file to write; an existing file is never replaced.
         #[arg(long)]
         out: PathBuf,
     },
@@ -225,6 +241,11 @@ fn run(command: Commands) -> anyhow::Result<ExitCode> {
             send_as(&signing, default, command, by_desk)
         }
         Commands::Audit(args) => audit(args),
+        Commands::Load(args) => load(args),
+        Commands::Backup { db, out } => {
+            print!("{}", covoit::store::backup::backup(&db, &out)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Commands::Export { source, out } => {
             let mut source = open_source(&source)?;
             let file = std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -338,6 +359,47 @@ fn command_from_json(text: &str) -> anyhow::Result<CommandWire> {
 /// Builds, signs and posts (or prints) one command; prints the service's reply.
 fn send(signing: &Signing, default_account: &str, command: CommandWire) -> anyhow::Result<ExitCode> {
     send_as(signing, default_account, command, false)
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// The service's address.
+    #[arg(long, env = "COVOIT_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// The operator's key file, to approve and fund the accounts.
+    #[arg(long, default_value = "keys/operator-demo.key")]
+    operator_key: PathBuf,
+    /// Accounts payments go between (each client pays from its own share).
+    #[arg(long, default_value_t = 1000)]
+    accounts: usize,
+    /// Concurrent clients, one run each: a comma-separated list.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    clients: Vec<usize>,
+    /// Seconds each run lasts.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Payments per second all clients together could reach, at most: how many are
+    /// signed before each run.
+    #[arg(long, default_value_t = 30_000.0)]
+    rate_ceiling: f64,
+}
+
+fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let operator = keys::read(&args.operator_key)?;
+    eprintln!("setting up {} funded accounts…", args.accounts);
+    let mut population = covoit::load::Population::create(&args.server, &operator, args.accounts)?;
+    let mut clean = true;
+    for clients in args.clients {
+        let plan = covoit::load::Plan {
+            clients,
+            duration: Duration::from_secs_f64(args.seconds),
+            rate_ceiling: args.rate_ceiling,
+        };
+        let outcome = population.run(&plan)?;
+        println!("{}", outcome.summary());
+        clean &= outcome.refused.is_empty() && outcome.broken == 0;
+    }
+    Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn send_as(signing: &Signing, default_account: &str, command: CommandWire, by_desk: bool) -> anyhow::Result<ExitCode> {

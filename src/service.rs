@@ -88,7 +88,7 @@ impl Service {
         let board = Arc::new(RwLock::new(Board::build(&ledger.state)));
         let (notifications, _) = broadcast::channel(NOTIFICATIONS_QUEUED_MAX);
         let after_commit = board_keeper(board.clone(), notifications.clone(), clock.clone());
-        let writer = WriterHandle::start(connection, ledger, ledger_key, clock.clone(), after_commit)
+        let writer = WriterHandle::start(connection, ledger, ledger_key, clock.clone(), config.batch_max, after_commit)
             .map_err(StartError::Thread)?;
         let reader = Arc::new(Reader::new(database.clone()));
         let app = Arc::new(App {
@@ -120,10 +120,10 @@ impl Service {
         let local_addr =
             listener.local_addr().map_err(|source| StartError::Listen { address: config.listen, source })?;
         let (shutdown, stop_signal) = oneshot::channel::<()>();
-        let server = warp::serve(http::routes(app.clone())).incoming(listener).graceful(async {
-            let _ = stop_signal.await;
-        });
-        let server = tokio::spawn(server.run());
+        let server =
+            tokio::spawn(http::server::serve(listener, http::routes(app.clone()), config.connections, async {
+                let _ = stop_signal.await;
+            }));
         tracing::info!(address = %local_addr, "listening");
         Ok(Service { local_addr, ledger_id, app, shutdown, server, timer })
     }

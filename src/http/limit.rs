@@ -33,14 +33,18 @@ struct Bucket {
 }
 
 impl RateLimiter {
-    /// `per_second` requests a second, in bursts of up to one second's worth.
+    /// `per_second` requests a second, in bursts of up to one second's worth; 0 for no limit
+    /// (a load test from one address, or a proxy in front that limits on its own).
     pub fn new(per_second: u32) -> RateLimiter {
-        RateLimiter { per_second: f64::from(per_second.max(1)), buckets: Mutex::new(HashMap::new()) }
+        RateLimiter { per_second: f64::from(per_second), buckets: Mutex::new(HashMap::new()) }
     }
 
     /// Takes one token for `client`; false when it has none left.
     pub fn allow(&self, client: Option<IpAddr>, now: Instant) -> bool {
         let Some(client) = client else { return true };
+        if self.per_second == 0.0 {
+            return true;
+        }
         let mut buckets = self.buckets.lock().expect("the rate limiter's lock");
         if buckets.len() >= CLIENTS_TRACKED_MAX && !buckets.contains_key(&client) {
             buckets.retain(|_, bucket| now.duration_since(bucket.last).as_secs_f64() < 1.0);
@@ -75,5 +79,7 @@ mod tests {
         assert!(!limiter.allow(one, start + Duration::from_millis(100)));
         assert!((0..10).all(|_| limiter.allow(one, start + Duration::from_secs(5))), "refilled, to the burst only");
         assert!(!limiter.allow(one, start + Duration::from_secs(5)));
+        let unlimited = RateLimiter::new(0);
+        assert!((0..100_000).all(|_| unlimited.allow(one, start)), "0 is no limit");
     }
 }

@@ -8,6 +8,8 @@
 pub mod error;
 pub mod limit;
 mod replies;
+pub mod server;
+pub mod web;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -67,6 +69,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/proof/consistency"),
     ("GET", "/healthz"),
     ("GET", "/openapi.json"),
+    ("GET", "/"),
+    ("GET", "/assets/{file}"),
 ];
 
 /// The OpenAPI description of every route, compiled in.
@@ -93,13 +97,13 @@ pub struct App {
 
 /// All routes, with the rejection handler.
 pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let limited = warp::addr::remote()
+    let limited = warp::ext::optional::<server::ClientAddr>()
         .and(warp::any().map({
             let app = app.clone();
             move || app.clone()
         }))
-        .and_then(|client: Option<std::net::SocketAddr>, app: Arc<App>| async move {
-            if app.limiter.allow(client.map(|client| client.ip()), std::time::Instant::now()) {
+        .and_then(|client: Option<server::ClientAddr>, app: Arc<App>| async move {
+            if app.limiter.allow(client.map(|client| client.0.ip()), std::time::Instant::now()) {
                 Ok(())
             } else {
                 Err(warp::reject::custom(limit::RateLimited))
@@ -134,6 +138,8 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .and(with_app.clone())
         .then(get_consistency);
     let rides = ride_routes(with_app.clone());
+    let page = warp::path::end().and(warp::get()).map(web::index);
+    let assets = warp::path!("assets" / String).and(warp::get()).map(web::asset);
     let health = warp::path!("healthz").and(warp::get()).and(with_app).then(get_health);
     let openapi = warp::path!("openapi.json")
         .and(warp::get())
@@ -156,6 +162,10 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .or(rides)
         .unify()
         .or(health)
+        .unify()
+        .or(page)
+        .unify()
+        .or(assets)
         .unify()
         .or(openapi)
         .unify();

@@ -2,8 +2,10 @@
 //!
 //! One connection writes, owned by the writer thread ([`writer`]); any number read
 //! beside it ([`read`]), which WAL allows without waiting. Every connection is opened
-//! here, with its pragmas spelled out at the call site.
+//! here, with its pragmas spelled out at the call site; [`backup`] copies a live
+//! database with SQLite's online backup API.
 
+pub mod backup;
 pub mod migrate;
 pub mod read;
 pub mod writer;

@@ -84,11 +84,14 @@ impl WriterHandle {
         ledger: Ledger,
         ledger_key: SigningKey,
         clock: Clock,
+        batch_max: usize,
         after_commit: AfterCommit,
     ) -> std::io::Result<WriterHandle> {
         assert_eq!(ledger.state.size(), ledger.frontier.size(), "the tree covers the whole log");
         let (sender, receiver) = mpsc::channel(QUEUE_COMMANDS_MAX);
-        let writer = Writer { connection, ledger, ledger_key, clock, receiver, stopping: false, after_commit };
+        let batch_max = batch_max.clamp(1, BATCH_COMMANDS_MAX);
+        let writer =
+            Writer { connection, ledger, ledger_key, clock, receiver, stopping: false, batch_max, after_commit };
         let thread = std::thread::Builder::new().name("covoit-writer".into()).spawn(move || writer.run())?;
         Ok(WriterHandle { sender, thread: std::sync::Mutex::new(Some(thread)) })
     }
@@ -161,6 +164,9 @@ struct Writer {
     clock: Clock,
     receiver: mpsc::Receiver<Message>,
     stopping: bool,
+    /// Commands committed together at most: [`BATCH_COMMANDS_MAX`], or 1 to measure
+    /// one transaction per command.
+    batch_max: usize,
     after_commit: AfterCommit,
 }
 
@@ -200,7 +206,7 @@ impl Writer {
             Some(Message::Tick(done)) => batch.ticks.extend(done),
             Some(Message::Stop) | None => return None,
         }
-        while batch.submissions.len() < BATCH_COMMANDS_MAX {
+        while batch.submissions.len() < self.batch_max {
             match self.receiver.try_recv() {
                 Ok(Message::Submit(submission)) => batch.submissions.push(*submission),
                 Ok(Message::Tick(done)) => batch.ticks.extend(done),

@@ -2,9 +2,11 @@
 //! a real SQLite file in a temporary folder, real signatures.
 
 mod audit;
+mod backup;
 mod cli;
 mod commands;
 mod concurrency;
+mod connections;
 mod idempotency;
 mod layers;
 mod openapi;

@@ -56,9 +56,31 @@ impl TestApp {
         TestApp::start_in(folder, operator, clock)
     }
 
+    /// A new ledger on the system clock: for a browser, whose page reads the real time.
+    #[allow(dead_code)]
+    pub fn spawn_live() -> TestApp {
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        TestApp::start_in(folder, SigningKey::from_bytes(&[0x0b; 32]), Clock::System)
+    }
+
+    /// A new ledger whose database lives in `folder`, with `adjust` applied to its
+    /// configuration (limits, timeouts).
+    #[allow(dead_code)]
+    pub fn spawn_with(folder: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let operator = SigningKey::from_bytes(&[0x0b; 32]);
+        let clock = Clock::manual(Timestamp::parse(START).unwrap());
+        let mut config = config_for(folder.path(), &operator, clock.clone());
+        adjust(&mut config);
+        TestApp::start_with(folder, operator, clock, config)
+    }
+
     fn start_in(folder: TempDir, operator: SigningKey, clock: Clock) -> TestApp {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let config = config_for(folder.path(), &operator, clock.clone());
+        TestApp::start_with(folder, operator, clock, config)
+    }
+
+    fn start_with(folder: TempDir, operator: SigningKey, clock: Clock, config: Config) -> TestApp {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let service = runtime.block_on(Service::start(config)).expect("the service starts");
         let base = format!("http://{}", service.local_addr());
         let ledger = service.ledger_id().to_string();
