@@ -57,6 +57,8 @@ pub enum StartError {
     Listen { address: SocketAddr, source: std::io::Error },
     #[error("could not start the writer thread: {0}")]
     Thread(std::io::Error),
+    #[error("the database {path} cannot be written ({source}); covoit needs to write it and the files beside it")]
+    NotWritable { path: PathBuf, source: std::io::Error },
 }
 
 /// A running service.
@@ -69,10 +71,36 @@ pub struct Service {
     timer: JoinHandle<()>,
 }
 
+/// A read-only database (its file system mounted read-only, say) is said plainly,
+/// rather than as SQLite's "unable to open database file".
+fn check_writable(database: &Path) -> Result<(), StartError> {
+    let folder = match database.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let opened = if database.exists() {
+        std::fs::OpenOptions::new().append(true).open(database).map(drop)
+    } else {
+        tempfile_probe(folder)
+    };
+    opened.map_err(|source| StartError::NotWritable { path: database.to_owned(), source })
+}
+
+/// Whether a new file can be made in `folder` (removed at once).
+fn tempfile_probe(folder: &Path) -> std::io::Result<()> {
+    if !folder.exists() {
+        return Ok(()); // SQLite will say that the folder is missing.
+    }
+    let probe = folder.join(format!(".covoit-write-probe-{}", std::process::id()));
+    std::fs::File::create(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
 impl Service {
     /// Opens or creates the ledger and starts listening.
     pub async fn start(config: Config) -> Result<Service, StartError> {
         let Config { database, keys: key_folder, clock, .. } = &config;
+        check_writable(database)?;
         let mut connection = store::open_writer(database)?;
         migrate::migrate(&mut connection, &clock.now().to_string())?;
         let (ledger, ledger_key) = if store::has_ledger(&connection)? {

@@ -7,6 +7,8 @@ mod cli;
 mod commands;
 mod concurrency;
 mod connections;
+mod crash;
+mod faults;
 mod idempotency;
 mod layers;
 mod openapi;
