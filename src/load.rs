@@ -38,6 +38,8 @@ pub struct Plan {
     pub duration: Duration,
     /// Payments per second all clients together could reach at most (signing budget).
     pub rate_ceiling: f64,
+    /// Exactly this many payments instead (the run ends when they are all answered).
+    pub payments: Option<usize>,
 }
 
 /// One run's figures.
@@ -159,9 +161,12 @@ impl Population {
         }
         let address = self.server.strip_prefix("http://").context("the load generator speaks plain http:// only")?;
         let address = address.split('/').next().unwrap_or(address).to_owned();
-        let per_client = ((plan.rate_ceiling / plan.clients as f64).min(RATE_PER_CLIENT_CEILING)
-            * plan.duration.as_secs_f64())
-        .ceil() as usize;
+        let per_client = match plan.payments {
+            Some(payments) => payments.div_ceil(plan.clients),
+            None => ((plan.rate_ceiling / plan.clients as f64).min(RATE_PER_CLIENT_CEILING)
+                * plan.duration.as_secs_f64())
+            .ceil() as usize,
+        };
         let queues = self.sign(plan.clients, per_client.max(1), &address);
         let deadline_after = plan.duration;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

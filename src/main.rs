@@ -380,20 +380,34 @@ struct LoadArgs {
     seconds: f64,
     /// Payments per second all clients together could reach, at most: how many are
     /// signed before each run.
-    #[arg(long, default_value_t = 30_000.0)]
+    #[arg(long, default_value_t = 20_000.0)]
     rate_ceiling: f64,
+    /// Instead: post payments until the log holds this many leaves (to build a big
+    /// ledger), with the last client count.
+    #[arg(long)]
+    stop_at_leaves: Option<u64>,
 }
 
-fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+fn load(mut args: LoadArgs) -> anyhow::Result<ExitCode> {
     let operator = keys::read(&args.operator_key)?;
     eprintln!("setting up {} funded accounts…", args.accounts);
     let mut population = covoit::load::Population::create(&args.server, &operator, args.accounts)?;
     let mut clean = true;
+    let payments = match args.stop_at_leaves {
+        Some(leaves) => {
+            let size = Client::new(&args.server).get_json("/healthz")?["size"].as_u64().unwrap_or(0);
+            let last = *args.clients.last().context("at least one client count")?;
+            args.clients = vec![last];
+            Some(leaves.saturating_sub(size) as usize)
+        }
+        None => None,
+    };
     for clients in args.clients {
         let plan = covoit::load::Plan {
             clients,
             duration: Duration::from_secs_f64(args.seconds),
             rate_ceiling: args.rate_ceiling,
+            payments,
         };
         let outcome = population.run(&plan)?;
         println!("{}", outcome.summary());

@@ -414,6 +414,40 @@ fn every_tampering_is_found_and_named() {
             expected: "wrong_key",
         },
         Tamper {
+            name: "the operator forges a member's payment, signed with its own key as if at the desk",
+            change: Box::new(|db, context| {
+                let leaves = leaves_of(db);
+                let index = leaves.len() as u64;
+                let last = leaf::decode(leaves.last().unwrap()).unwrap();
+                let (bob, carol) = (Member::new(2).id, Member::new(3).id);
+                let bob_seq: i64 =
+                    db.query_row("SELECT next_seq FROM accounts WHERE account = ?1", [&bob], |row| row.get(0)).unwrap();
+                let body = BodyWire {
+                    ledger: context.origin.clone(),
+                    account: bob.clone(),
+                    seq: bob_seq.to_string(),
+                    not_after: "2030-01-01T00:00:00Z".into(),
+                    by: Some("operator".into()),
+                    command: CommandWire::Transfer { to: carol.clone(), amount: "5.00".into(), memo: None },
+                };
+                let forged = sign_body(&SigningKey::from_bytes(&[0x0b; 32]), &body);
+                let postings = [
+                    leaf::Posting { account: covoit::core::ids::AccountId::parse(&bob).unwrap(), amount_minor: -500 },
+                    leaf::Posting { account: covoit::core::ids::AccountId::parse(&carol).unwrap(), amount_minor: 500 },
+                ];
+                let at = Timestamp::from_unix_ms(last.accepted_at.unix_ms() + 1000);
+                let bytes = leaf::encode(index, at, Content::Command(&forged), &postings);
+                db.execute(
+                    "INSERT INTO leaves (leaf_index, bytes, kind, account, seq, tx, accepted_at) VALUES (?1, ?2, 'transfer', ?3, ?4, x'00', ?5)",
+                    params![index as i64, bytes, bob, bob_seq, at.to_string()],
+                )
+                .unwrap();
+                recompute_and_resign(db, &context.origin, &context.ledger_key);
+            }),
+            expected_leaf: None,
+            expected: "not_custodial",
+        },
+        Tamper {
             name: "rewrite history and re-sign the checkpoint with another key",
             change: Box::new(|db, context| {
                 let index = find_leaf(db, r#""amount":"-3.50""#);

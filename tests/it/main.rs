@@ -15,4 +15,5 @@ mod openapi;
 mod refusals;
 mod restart;
 mod rides;
+mod security;
 mod support;
