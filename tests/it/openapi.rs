@@ -48,13 +48,25 @@ fn every_route_is_described_and_every_description_is_served() {
     assert_eq!(served, openapi);
 }
 
-/// Error codes named in the source: `code()` arms and `ApiError::new(StatusCode::X, "code", ...)`.
+/// Error codes named in the source: `code()` arms, `ApiError::new(StatusCode::X, "code", ...)`
+/// and error replies written out as JSON (`{"error":{"code":"…"`, before warp is involved).
 fn codes_in_source() -> BTreeSet<String> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut codes = BTreeSet::new();
-    for file in ["core/protocol.rs", "core/ledger.rs", "store/writer.rs", "http/mod.rs", "http/error.rs", "http/web.rs"]
-    {
+    let files = [
+        "core/protocol.rs",
+        "core/ledger.rs",
+        "store/writer.rs",
+        "http/mod.rs",
+        "http/error.rs",
+        "http/web.rs",
+        "http/server.rs",
+    ];
+    for file in files {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for (at, pattern) in text.match_indices(r#"{"error":{"code":""#) {
+            codes.insert(text[at + pattern.len()..].split('"').next().unwrap().to_owned());
+        }
         for line in text.lines().filter(|line| line.contains("ProtocolError::") || line.contains("Refusal::")) {
             if let Some((_, after)) = line.split_once("=> \"") {
                 codes.insert(after.split('"').next().unwrap().to_owned());
