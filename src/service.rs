@@ -23,6 +23,7 @@ use crate::core::protocol::base64_encode;
 use crate::http::{self, App, READS_CONCURRENT_MAX, STREAMS_MAX};
 use crate::keys::{self, KeyError};
 use crate::store::read::Reader;
+use crate::store::checkpointer::Checkpointer;
 use crate::store::writer::{AfterCommit, Ledger, WriterHandle};
 use crate::store::{self, StoreError, migrate};
 
@@ -69,6 +70,7 @@ pub struct Service {
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<()>,
     timer: JoinHandle<()>,
+    checkpointer: Option<Checkpointer>,
 }
 
 /// A read-only database (its file system mounted read-only, say) is said plainly,
@@ -118,6 +120,7 @@ impl Service {
         let after_commit = board_keeper(board.clone(), notifications.clone(), clock.clone());
         let writer = WriterHandle::start(connection, ledger, ledger_key, clock.clone(), config.batch_max, after_commit)
             .map_err(StartError::Thread)?;
+        let checkpointer = Checkpointer::start(database)?;
         let reader = Arc::new(Reader::new(database.clone()));
         let app = Arc::new(App {
             writer,
@@ -153,7 +156,7 @@ impl Service {
                 let _ = stop_signal.await;
             }));
         tracing::info!(address = %local_addr, "listening");
-        Ok(Service { local_addr, ledger_id, app, shutdown, server, timer })
+        Ok(Service { local_addr, ledger_id, app, shutdown, server, timer, checkpointer: Some(checkpointer) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -172,7 +175,7 @@ impl Service {
 
     /// Stops cleanly: no new connections, requests in flight finish (within
     /// [`SHUTDOWN_GRACE`]), queued commands commit, the database closes.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.timer.abort();
         self.app.stopping.send_replace(true);
         let _ = self.shutdown.send(());
@@ -182,6 +185,7 @@ impl Service {
             server.abort();
         }
         self.app.reader.close_idle();
+        drop(self.checkpointer.take());
         self.app.writer.stop().await;
         tracing::info!("stopped");
     }

@@ -6,6 +6,7 @@
 //! database with SQLite's online backup API.
 
 pub mod backup;
+pub mod checkpointer;
 pub mod migrate;
 pub mod read;
 pub mod writer;
@@ -40,10 +41,14 @@ pub enum StoreError {
     NewerSchema { found: i64, known: i64 },
     #[error("the database is inconsistent: {0}")]
     Corrupt(String),
+    #[error("could not start a database thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Opens the writing connection: WAL, and `synchronous=FULL` so that a commit is on
-/// disk before it returns (a 2xx reply means durable).
+/// disk before it returns (a 2xx reply means durable). A 32 MB page cache keeps the
+/// accounts' index pages in memory; the automatic checkpoint is only a backstop at
+/// 16 MB of WAL, as [`checkpointer`] copies pages in the background.
 pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     let connection = Connection::open(path)?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
@@ -55,7 +60,9 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
-         PRAGMA wal_autocheckpoint = 1000;",
+         PRAGMA cache_size = -32768;
+         PRAGMA journal_size_limit = 67108864;
+         PRAGMA wal_autocheckpoint = 4000;",
     )?;
     Ok(connection)
 }
