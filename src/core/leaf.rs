@@ -75,6 +75,9 @@ pub enum OwnedContent {
     Event(Box<Event>),
 }
 
+/// The largest leaf index: JSON integers in covoit are below 2^53 (docs/protocol.md §1).
+pub const INDEX_MAX: u64 = (1 << 53) - 1;
+
 /// Why bytes are not a leaf.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LeafError {
@@ -130,6 +133,11 @@ pub fn decode(bytes: &[u8]) -> Result<Leaf, LeafError> {
             wire
         }
     };
+    // RFC 8785 writes numbers as IEEE doubles: an index from 2^53 up has no one
+    // canonical spelling, and the fast path above would take one that is not canonical.
+    if wire.index > INDEX_MAX {
+        return Err(LeafError::Fields(format!("the index {} is not below 2^53", wire.index)));
+    }
     let content = match (wire.command, wire.event) {
         (Some(envelope), None) => OwnedContent::Command(envelope),
         (None, Some(event)) => OwnedContent::Event(Box::new(event)),
@@ -239,5 +247,20 @@ mod tests {
         );
         let fine = r#"{"accepted_at":"1970-01-01T00:00:00.000Z","command":{"body":"","key":"","sig":""},"index":0,"postings":[{"account":"reserve","amount":"-1.50"}]}"#;
         assert_eq!(decode(fine.as_bytes()).unwrap().postings[0].amount_minor, -150);
+    }
+
+    /// Found while fuzzing (fuzz/, targets `canonical` then `leaf`): 2^53 + 1 took the
+    /// presorted path although its RFC 8785 form is 9007199254740992.
+    #[test]
+    fn an_index_from_2_pow_53_is_refused() {
+        let leaf = |index: &str| {
+            format!(
+                r#"{{"accepted_at":"1970-01-01T00:00:00.000Z","command":{{"body":"","key":"","sig":""}},"index":{index},"postings":[]}}"#
+            )
+        };
+        assert_eq!(decode(leaf("9007199254740991").as_bytes()).unwrap().index, INDEX_MAX);
+        for index in ["9007199254740992", "9007199254740993", "1152921504606846976", "18446744073709551615"] {
+            assert!(matches!(decode(leaf(index).as_bytes()), Err(LeafError::Fields(_))), "{index}");
+        }
     }
 }
