@@ -22,8 +22,8 @@ use crate::core::policy::{Genesis, Policy};
 use crate::core::protocol::base64_encode;
 use crate::http::{self, App, READS_CONCURRENT_MAX, STREAMS_MAX};
 use crate::keys::{self, KeyError};
-use crate::store::read::Reader;
 use crate::store::checkpointer::Checkpointer;
+use crate::store::read::Reader;
 use crate::store::writer::{AfterCommit, Ledger, WriterHandle};
 use crate::store::{self, StoreError, migrate};
 
