@@ -62,6 +62,7 @@
 //!     hook that refreshes the ride board.
 //!   - `read.rs` — the read pool and the queries behind `GET` routes.
 //!   - `backup.rs` — `covoit backup`: a consistent copy of a live database, checked.
+//!   - `checkpointer.rs` — WAL checkpoints in the background, off the writer's path.
 //! - `http/` — warp:
 //!   - `mod.rs` — routes (`ROUTES`), handlers (ride reads and the live stream too),
 //!     body limits and timeouts.
