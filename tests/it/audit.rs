@@ -256,6 +256,24 @@ fn recompute_and_resign(connection: &Connection, origin: &str, key: &SigningKey)
 }
 
 /// The index of the first leaf whose bytes contain `needle`.
+/// Deletes leaf `index` and renumbers the ones after it, as an insider covering a
+/// removal would.
+fn remove_leaf(connection: &Connection, index: u64) {
+    let leaves = leaves_of(connection);
+    connection.execute("DELETE FROM leaves WHERE leaf_index >= ?1", [index as i64]).unwrap();
+    for (at, bytes) in leaves.iter().enumerate().skip(index as usize + 1) {
+        let mut value: Value = serde_json::from_slice(bytes).unwrap();
+        value["index"] = (at as u64 - 1).into();
+        let bytes = covoit::core::canonical::to_canonical_vec(&value);
+        connection
+            .execute(
+                "INSERT INTO leaves (leaf_index, bytes, kind, accepted_at) VALUES (?1, ?2, 'x', 'x')",
+                params![at as i64 - 1, bytes],
+            )
+            .unwrap();
+    }
+}
+
 fn find_leaf(connection: &Connection, needle: &str) -> u64 {
     leaves_of(connection).iter().position(|leaf| String::from_utf8_lossy(leaf).contains(needle)).unwrap() as u64
 }
@@ -311,19 +329,7 @@ fn every_tampering_is_found_and_named() {
         Tamper {
             name: "delete a leaf and renumber the rest",
             change: Box::new(|db, context| {
-                let index = find_leaf(db, r#""amount":"-3.50""#);
-                let leaves = leaves_of(db);
-                db.execute("DELETE FROM leaves WHERE leaf_index >= ?1", [index as i64]).unwrap();
-                for (at, bytes) in leaves.iter().enumerate().skip(index as usize + 1) {
-                    let mut value: Value = serde_json::from_slice(bytes).unwrap();
-                    value["index"] = (at as u64 - 1).into();
-                    let bytes = covoit::core::canonical::to_canonical_vec(&value);
-                    db.execute(
-                        "INSERT INTO leaves (leaf_index, bytes, kind, accepted_at) VALUES (?1, ?2, 'x', 'x')",
-                        params![at as i64 - 1, bytes],
-                    )
-                    .unwrap();
-                }
+                remove_leaf(db, find_leaf(db, r#""amount":"-3.50""#));
                 recompute_and_resign(db, &context.origin, &context.ledger_key);
             }),
             expected_leaf: None,
@@ -544,18 +550,7 @@ fn a_server_that_withholds_a_due_settlement_is_caught() {
     std::fs::copy(&original, &copy).unwrap();
     let db = Connection::open(&copy).unwrap();
     let event = find_leaf(&db, "ride.settle");
-    let leaves = leaves_of(&db);
-    db.execute("DELETE FROM leaves WHERE leaf_index >= ?1", [event as i64]).unwrap();
-    for (at, bytes) in leaves.iter().enumerate().skip(event as usize + 1) {
-        let mut value: Value = serde_json::from_slice(bytes).unwrap();
-        value["index"] = (at as u64 - 1).into();
-        let bytes = covoit::core::canonical::to_canonical_vec(&value);
-        db.execute(
-            "INSERT INTO leaves (leaf_index, bytes, kind, accepted_at) VALUES (?1, ?2, 'x', 'x')",
-            params![at as i64 - 1, bytes],
-        )
-        .unwrap();
-    }
+    remove_leaf(&db, event);
     let key = covoit::keys::read(&app.folder.path().join("keys/ledger.key")).unwrap();
     recompute_and_resign(&db, &app.ledger, &key);
     drop(db);
