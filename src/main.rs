@@ -298,15 +298,19 @@ fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let mut source = open_source(&args.source)?;
     let started = std::time::Instant::now();
     let result = audit::run(source.as_mut(), options, &progress).and_then(|(report, auditor)| {
-        if let Some(db) = &args.source.db {
-            audit::DatabaseSource::open(db)?.check_derived(&auditor, &report)?;
-        }
-        Ok(report)
+        let derived = match &args.source.db {
+            Some(db) => Some(audit::DatabaseSource::open(db)?.check_derived(&auditor, &report)?),
+            None => None,
+        };
+        Ok((report, derived))
     });
     bar.finish_and_clear();
     match result {
-        Ok(report) => {
+        Ok((report, derived)) => {
             print!("{report}");
+            if let Some(derived) = derived {
+                print!("{derived}");
+            }
             let seconds = started.elapsed().as_secs_f64();
             println!("audit passed in {seconds:.2} s ({:.0} leaves/s)", report.leaves as f64 / seconds.max(1e-9));
             Ok(ExitCode::SUCCESS)

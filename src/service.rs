@@ -23,8 +23,9 @@ use crate::core::protocol::base64_encode;
 use crate::http::{self, App, READS_CONCURRENT_MAX, STREAMS_MAX};
 use crate::keys::{self, KeyError};
 use crate::store::checkpointer::Checkpointer;
-use crate::store::read::Reader;
-use crate::store::writer::{AfterCommit, Ledger, WriterHandle};
+use crate::store::derived::{self, Derived, Indexer, Progress};
+use crate::store::read::{LiveAccounts, Reader};
+use crate::store::writer::{AfterCommit, Derivation, Ledger, WriterHandle};
 use crate::store::{self, StoreError, migrate};
 
 /// How often the timer asks for due server events.
@@ -105,23 +106,45 @@ impl Service {
         check_writable(database)?;
         let mut connection = store::open_writer(database)?;
         migrate::migrate(&mut connection, &clock.now().to_string())?;
+        let derived_path = derived::path_for(database);
+        let mut derived_connection = derived::open_writer(&derived_path)?;
         let (ledger, ledger_key) = if store::has_ledger(&connection)? {
-            open_existing(&mut connection, &config)?
+            open_existing(&mut connection, &mut derived_connection, &config)?
         } else {
             let (genesis, ledger_key) = new_genesis(&config)?;
             tracing::info!(ledger = %genesis.ledger, "created a new ledger");
             let (state, frontier) = store::create_ledger(&mut connection, &genesis, clock.now(), &ledger_key)?;
+            // Whatever an earlier ledger left in the derived file goes.
+            derived::reset(&derived_connection)?;
+            derived::write(&mut derived_connection, &Derived::everything(&state, frontier.root()))?;
             (Ledger { state, frontier }, ledger_key)
+        };
+        let progress = Arc::new(Progress::new(ledger.state.size()));
+        let live = Arc::new(LiveAccounts::default());
+        live.update(ledger.state.accounts());
+        let derivation = Derivation {
+            indexer: Indexer::start(derived_connection, progress.clone()).map_err(StartError::Thread)?,
+            progress: progress.clone(),
+            reader: derived::open_reader(&derived_path)?,
+            live: live.clone(),
         };
         let ledger_id = ledger.state.ledger().clone();
         tracing::info!(ledger = %ledger_id, size = ledger.state.size(), keys = %key_folder.display(), "ledger open");
         let board = Arc::new(RwLock::new(Board::build(&ledger.state)));
         let (notifications, _) = broadcast::channel(NOTIFICATIONS_QUEUED_MAX);
         let after_commit = board_keeper(board.clone(), notifications.clone(), clock.clone());
-        let writer = WriterHandle::start(connection, ledger, ledger_key, clock.clone(), config.batch_max, after_commit)
-            .map_err(StartError::Thread)?;
+        let writer = WriterHandle::start(
+            connection,
+            ledger,
+            ledger_key,
+            clock.clone(),
+            config.batch_max,
+            after_commit,
+            derivation,
+        )
+        .map_err(StartError::Thread)?;
         let checkpointer = Checkpointer::start(database)?;
-        let reader = Arc::new(Reader::new(database.clone()));
+        let reader = Arc::new(Reader::new(database.clone(), derived_path, progress, live));
         let app = Arc::new(App {
             writer,
             reader,
@@ -209,9 +232,13 @@ fn board_keeper(
 }
 
 /// Checks that the keys and configuration match the ledger found in the database,
-/// and loads the state and the tree.
-fn open_existing(connection: &mut rusqlite::Connection, config: &Config) -> Result<(Ledger, SigningKey), StartError> {
-    let state = store::load_state(connection)?;
+/// and loads the state (catching the derived tables up with the log) and the tree.
+fn open_existing(
+    connection: &mut rusqlite::Connection,
+    derived: &mut rusqlite::Connection,
+    config: &Config,
+) -> Result<(Ledger, SigningKey), StartError> {
+    let state = derived::catch_up(connection, derived)?;
     let key_path = config.keys.join(LEDGER_KEY_FILE);
     if !key_path.exists() {
         return Err(StartError::LedgerKeyMissing(key_path));

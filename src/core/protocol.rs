@@ -187,6 +187,11 @@ impl SignedCommand {
         &self.body
     }
 
+    /// SHA-256 of the body bytes.
+    pub fn tx(&self) -> &[u8; 32] {
+        &self.tx
+    }
+
     fn verified(self) -> VerifiedCommand {
         let SignedCommand { envelope, body_bytes, key, tx, body, .. } = self;
         VerifiedCommand { envelope, body_bytes, key, tx, body }

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "0001_ledger.sql", include_str!("../../sql/0001_ledger.sql")),
     (2, "0002_merkle.sql", include_str!("../../sql/0002_merkle.sql")),
     (3, "0003_rides.sql", include_str!("../../sql/0003_rides.sql")),
+    (4, "0004_derived_apart.sql", include_str!("../../sql/0004_derived_apart.sql")),
 ];
 
 /// Applies the migrations the database has not run yet; returns how many ran.

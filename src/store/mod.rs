@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub mod checkpointer;
+pub mod derived;
 pub mod migrate;
 pub mod read;
 pub mod writer;
@@ -20,11 +21,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::core::checkpoint;
 use crate::core::ids::{AccountId, Seq, Text};
 use crate::core::leaf::{self, Content};
-use crate::core::ledger::{Account, State, Status, Totals};
+use crate::core::ledger::{Account, State, Status};
 use crate::core::merkle::{self, Frontier, Hash, Node, Nodes};
 use crate::core::money::Floor;
-use crate::core::policy::{Event, Genesis, Policy};
-use crate::core::rides::{RideObject, Rides};
+use crate::core::policy::{Event, Genesis};
+use crate::core::rides::RideObject;
 use crate::core::time::Timestamp;
 
 /// How long a connection waits for a lock before it gives up.
@@ -43,6 +44,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("could not start a database thread: {0}")]
     Thread(std::io::Error),
+    /// The derived tables (balances, histories, rides) have not caught up with the
+    /// log within [`derived::READ_WAIT_MAX`].
+    #[error("the balances and histories are {} leaves behind the log (at {indexed} of {committed}); try again shortly", committed - indexed)]
+    Behind { indexed: u64, committed: u64 },
 }
 
 /// Opens the writing connection: WAL, and `synchronous=FULL` so that a commit is on
@@ -76,6 +81,17 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(connection)
 }
 
+/// Opens a reading connection to the log with the derived tables attached (as
+/// `derived`), so that a query may join them; both read-only.
+pub fn open_reader_with_derived(path: &Path, derived: &Path) -> Result<Connection, StoreError> {
+    let connection = open_reader(path)?;
+    let derived =
+        derived.to_str().ok_or_else(|| StoreError::Corrupt(format!("the path {} is not UTF-8", derived.display())))?;
+    // An attached file is opened with the main connection's flags: read-only too.
+    connection.execute("ATTACH DATABASE ?1 AS derived", [derived])?;
+    Ok(connection)
+}
+
 /// Whether the database already holds a ledger.
 pub fn has_ledger(connection: &Connection) -> Result<bool, StoreError> {
     let exists: Option<i64> =
@@ -83,8 +99,8 @@ pub fn has_ledger(connection: &Connection) -> Result<bool, StoreError> {
     Ok(exists.is_some())
 }
 
-/// Writes leaf 0, the first state and the first checkpoint of a new ledger, in one
-/// transaction.
+/// Writes leaf 0, the ledger row and the first checkpoint of a new ledger, in one
+/// transaction; the first state's derived tables are the caller's to write.
 pub fn create_ledger(
     connection: &mut Connection,
     genesis: &Genesis,
@@ -108,11 +124,39 @@ pub fn create_ledger(
          VALUES (1, ?1, ?2, ?3, 1, ?4, 0, 0, ?5)",
         params![genesis.ledger, to_json(genesis), to_json(&genesis.policy), now.to_string(), note],
     )?;
-    for account in state.accounts() {
-        save_account(&transaction, account)?;
-    }
     transaction.commit()?;
     Ok((state, frontier))
+}
+
+/// The bytes of leaf `index`.
+pub fn leaf_bytes(connection: &Connection, index: u64) -> Result<Vec<u8>, StoreError> {
+    let mut statement = connection.prepare_cached("SELECT bytes FROM leaves WHERE leaf_index = ?1")?;
+    statement
+        .query_row([to_i64(index)?], |row| row.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::Corrupt(format!("the log has no leaf {index}")))
+}
+
+/// The bytes of leaves `start..end`, all of them, in order.
+pub fn leaves_between(connection: &Connection, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT leaf_index, bytes FROM leaves WHERE leaf_index >= ?1 AND leaf_index < ?2 ORDER BY leaf_index",
+    )?;
+    let rows = statement.query_map(params![to_i64(start)?, to_i64(end)?], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+    })?;
+    let mut leaves = Vec::new();
+    for (expected, row) in (start..).zip(rows) {
+        let (index, bytes) = row?;
+        if to_u64(index)? != expected {
+            return Err(StoreError::Corrupt(format!("the log has no leaf {expected}")));
+        }
+        leaves.push(bytes);
+    }
+    if (leaves.len() as u64) != end - start {
+        return Err(StoreError::Corrupt(format!("the log ends before leaf {end}")));
+    }
+    Ok(leaves)
 }
 
 /// Stored Merkle nodes, read through a connection.
@@ -181,30 +225,6 @@ pub fn load_tree(connection: &mut Connection, state: &State, ledger_key: &Signin
     Ok(frontier)
 }
 
-/// Loads the state a previous run left, and checks it against the log's length.
-pub fn load_state(connection: &Connection) -> Result<State, StoreError> {
-    let (genesis, policy, size, last_accepted_at, issued, redeemed): (String, String, i64, String, i64, i64) =
-        connection.query_row(
-            "SELECT genesis, policy, size, last_accepted_at, issued, redeemed FROM ledger WHERE id = 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?)),
-        )?;
-    let mut genesis: Genesis = from_json("genesis", &genesis)?;
-    genesis.policy = from_json::<Policy>("policy", &policy)?;
-    let leaves: i64 =
-        connection.query_row("SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM leaves", [], |row| row.get(0))?;
-    if leaves != size {
-        return Err(StoreError::Corrupt(format!("the ledger records {size} leaves but the log holds {leaves}")));
-    }
-    let last_accepted_at = Timestamp::parse_canonical(&last_accepted_at).map_err(corrupt)?;
-    let totals = Totals { size: to_u64(size)?, last_accepted_at, issued, redeemed };
-    let accounts = load_accounts(connection)?;
-    let rides = Rides::restore(load_ride_objects(connection)?.into_iter());
-    // restore() asserts the invariants; a database that breaks them was changed
-    // behind the service's back, and refusing to start is the right answer.
-    State::restore(&genesis, accounts.into_iter(), rides, totals).map_err(corrupt)
-}
-
 /// Every ride object, as stored.
 pub fn load_ride_objects(connection: &Connection) -> Result<Vec<RideObject>, StoreError> {
     let mut statement = connection.prepare("SELECT kind, state FROM ride_objects")?;
@@ -227,14 +247,19 @@ pub fn ride_object_from_json(kind: &str, state: &str) -> Result<RideObject, Stor
 
 /// Writes the object a ride change left under `(kind, id)`, or deletes its row if it
 /// is gone (a removed meeting point).
-pub fn save_ride_object(connection: &Connection, rides: &Rides, kind: &str, id: &str) -> Result<(), StoreError> {
-    let Some(object) = rides.object(kind, id) else {
+pub fn save_ride_object(
+    connection: &Connection,
+    kind: &str,
+    id: &str,
+    object: Option<&RideObject>,
+) -> Result<(), StoreError> {
+    let Some(object) = object else {
         connection
             .prepare_cached("DELETE FROM ride_objects WHERE kind = ?1 AND id = ?2")?
             .execute(params![kind, id])?;
         return Ok(());
     };
-    let (driver, passenger, state) = match &object {
+    let (driver, passenger, state) = match object {
         RideObject::Point(point) => (None, None, serde_json::to_string(point)),
         RideObject::Offer(offer) => (Some(offer.driver.to_string()), None, serde_json::to_string(offer)),
         RideObject::Request(request) => (None, Some(request.passenger.to_string()), serde_json::to_string(request)),
@@ -317,11 +342,11 @@ fn account_from_columns(columns: AccountRow) -> Result<Account, StoreError> {
     })
 }
 
-fn corrupt(error: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(error: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(error.to_string())
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     String::from_utf8(crate::core::canonical::to_canonical_vec(value)).expect("canonical JSON is UTF-8")
 }
 

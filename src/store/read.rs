@@ -3,16 +3,24 @@
 //! With WAL, a reader sees the last committed state and never waits for the writer;
 //! each read that takes several queries runs them in one read transaction, so what it
 //! returns is one consistent snapshot.
+//!
+//! Each connection has the derived tables attached. A read of histories or rides first
+//! waits until they cover every leaf committed when it began ([`Progress`]): what a
+//! client was told is committed, it then reads. A single account is read from
+//! [`LiveAccounts`], which the writer keeps as of its last commit.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::core::ids::AccountId;
+use crate::core::ledger::Account;
 use crate::core::merkle::{self, Hash, ProofError};
 use crate::core::policy::{Genesis, Policy};
 use crate::core::rides::RideObject;
+use crate::store::derived::{Progress, READ_WAIT_MAX};
 use crate::store::{self, SqlNodes, StoreError, to_i64, to_u64};
 
 /// Idle read connections kept open for reuse.
@@ -69,15 +77,57 @@ pub struct PostingsPage {
     pub next_before: Option<u64>,
 }
 
-/// A pool of read-only connections to one database file.
+/// Every account as of the writer's last commit, updated before any reply to that
+/// commit goes out: `GET /v1/accounts/{id}` (the read residents make most) never waits
+/// for the indexer, and goes on while the derived tables cannot be written.
+#[derive(Debug, Default)]
+pub struct LiveAccounts(RwLock<HashMap<AccountId, AccountView>>);
+
+impl LiveAccounts {
+    /// Records the accounts as they are now.
+    pub fn update<'a>(&self, accounts: impl IntoIterator<Item = &'a Account>) {
+        let mut live = self.0.write().expect("the live accounts' lock");
+        for account in accounts {
+            live.insert(account.id.clone(), view_of(account));
+        }
+    }
+
+    pub fn get(&self, id: &AccountId) -> Option<AccountView> {
+        self.0.read().expect("the live accounts' lock").get(id).cloned()
+    }
+}
+
+fn view_of(account: &Account) -> AccountView {
+    AccountView {
+        account: account.id.to_string(),
+        name: account.name.as_ref().map(|name| name.as_str().to_owned()),
+        status: account.status.as_str().to_owned(),
+        balance: account.balance,
+        held: account.held,
+        floor: account.floor.map(|floor| floor.minor()),
+        next_seq: account.next_seq.value(),
+        custodial: account.custodial,
+    }
+}
+
+/// A pool of read-only connections to the log, each with the derived tables attached.
 pub struct Reader {
     path: PathBuf,
+    derived: PathBuf,
+    progress: Arc<Progress>,
+    live: Arc<LiveAccounts>,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl Reader {
-    pub fn new(path: PathBuf) -> Reader {
-        Reader { path, idle: Mutex::new(Vec::new()) }
+    pub fn new(path: PathBuf, derived: PathBuf, progress: Arc<Progress>, live: Arc<LiveAccounts>) -> Reader {
+        Reader { path, derived, progress, live, idle: Mutex::new(Vec::new()) }
+    }
+
+    /// [`Reader::with`], once the derived tables cover what is committed now.
+    fn with_derived<T>(&self, read: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.progress.wait_caught_up(READ_WAIT_MAX)?;
+        self.with(read)
     }
 
     /// Runs `read` on a pooled connection, opening one if none is idle.
@@ -85,7 +135,7 @@ impl Reader {
         let pooled = self.idle.lock().expect("the read pool's lock").pop();
         let connection = match pooled {
             Some(connection) => connection,
-            None => store::open_reader(&self.path)?,
+            None => store::open_reader_with_derived(&self.path, &self.derived)?,
         };
         let result = read(&connection);
         let mut idle = self.idle.lock().expect("the read pool's lock");
@@ -112,7 +162,7 @@ impl Reader {
     }
 
     pub fn account(&self, id: &AccountId) -> Result<Option<AccountView>, StoreError> {
-        self.with(|connection| account(connection, id))
+        Ok(self.live.get(id))
     }
 
     /// The latest signed checkpoint.
@@ -167,7 +217,7 @@ impl Reader {
     /// Member accounts with a status ("pending", "active"), by name, at most
     /// [`PAGE_ACCOUNTS_MAX`]; with custodial ones only when asked.
     pub fn accounts_with_status(&self, status: &str, custodial_only: bool) -> Result<Vec<AccountView>, StoreError> {
-        self.with(|connection| {
+        self.with_derived(|connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT account, name, status, balance, held, floor, next_seq, custodial FROM accounts
                  WHERE status = ?1 AND (?2 = 0 OR custodial = 1) ORDER BY name, account LIMIT ?3",
@@ -191,7 +241,7 @@ impl Reader {
     /// Bookings with a status (the desk lists "disputed" ones), at most
     /// [`PAGE_RIDES_MAX`].
     pub fn bookings_with_status(&self, status: &str) -> Result<Vec<RideObject>, StoreError> {
-        self.with(|connection| {
+        self.with_derived(|connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT state FROM ride_objects WHERE kind = 'booking' AND json_extract(state, '$.status') = ?1
                  ORDER BY json_extract(state, '$.pickup_at') LIMIT ?2",
@@ -207,7 +257,7 @@ impl Reader {
 
     /// A ride object by kind and id.
     pub fn ride_object(&self, kind: &str, id: &str) -> Result<Option<RideObject>, StoreError> {
-        self.with(|connection| {
+        self.with_derived(|connection| {
             let mut statement =
                 connection.prepare_cached("SELECT state FROM ride_objects WHERE kind = ?1 AND id = ?2")?;
             let state: Option<String> = statement.query_row(params![kind, id], |row| row.get(0)).optional()?;
@@ -218,7 +268,7 @@ impl Reader {
     /// The offers an account drives, the requests it made and the bookings it takes
     /// part in, newest first by their row (at most [`PAGE_RIDES_MAX`] of each kind).
     pub fn rides_of(&self, account: &AccountId) -> Result<Vec<RideObject>, StoreError> {
-        self.with(|connection| {
+        self.with_derived(|connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT kind, state FROM ride_objects WHERE kind = ?1 AND (driver = ?2 OR passenger = ?2)
                  ORDER BY json_extract(state, ?3) DESC LIMIT ?4",
@@ -243,7 +293,7 @@ impl Reader {
         before: Option<u64>,
         limit: u32,
     ) -> Result<Option<PostingsPage>, StoreError> {
-        self.with(|connection| postings(connection, id, before, limit))
+        self.with_derived(|connection| postings(connection, id, before, limit))
     }
 }
 

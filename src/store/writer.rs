@@ -7,25 +7,32 @@
 //! for the batch) and only then answers each waiting request. While it commits, new
 //! commands queue up and form the next batch, so the fsync cost is shared and no lock
 //! is held across an fsync per request. Reads never go through here.
+//!
+//! A batch's transaction holds only the log: its leaves, the new Merkle nodes and the
+//! ledger row with the new checkpoint. What the batch changed in balances, histories
+//! and rides goes to the indexer after the commit ([`derived`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use ed25519_dalek::SigningKey;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::core::canonical;
 use crate::core::checkpoint;
 use crate::core::ids::{AccountId, Seq};
-use crate::core::leaf::{self, Content, Posting};
+use crate::core::leaf::{self, Content, OwnedContent, Posting};
 use crate::core::ledger::{self, Refusal, State};
-use crate::core::merkle::{self, Frontier};
+use crate::core::merkle::{self, Frontier, Hash};
 use crate::core::policy::Event;
 use crate::core::protocol::VerifiedCommand;
 use crate::core::time::Timestamp;
-use crate::store::{self, StoreError, to_i64, to_u64};
+use crate::store::derived::{self, Derived, DerivedLeaf, Indexer, Progress};
+use crate::store::read::LiveAccounts;
+use crate::store::{self, StoreError, to_i64};
 
 /// Most commands committed in one transaction.
 pub const BATCH_COMMANDS_MAX: usize = 1024;
@@ -78,7 +85,8 @@ pub struct WriterHandle {
 
 impl WriterHandle {
     /// Starts the writer thread with the state and tree loaded from `connection`; it
-    /// signs a checkpoint with `ledger_key` after each batch.
+    /// signs a checkpoint with `ledger_key` after each batch and hands what each batch
+    /// changed to the indexer of `derivation`.
     pub fn start(
         connection: Connection,
         ledger: Ledger,
@@ -86,12 +94,23 @@ impl WriterHandle {
         clock: Clock,
         batch_max: usize,
         after_commit: AfterCommit,
+        derivation: Derivation,
     ) -> std::io::Result<WriterHandle> {
         assert_eq!(ledger.state.size(), ledger.frontier.size(), "the tree covers the whole log");
         let (sender, receiver) = mpsc::channel(QUEUE_COMMANDS_MAX);
         let batch_max = batch_max.clamp(1, BATCH_COMMANDS_MAX);
-        let writer =
-            Writer { connection, ledger, ledger_key, clock, receiver, stopping: false, batch_max, after_commit };
+        let writer = Writer {
+            connection,
+            ledger,
+            ledger_key,
+            clock,
+            receiver,
+            stopping: false,
+            batch_max,
+            after_commit,
+            derivation,
+            recent: Recent::default(),
+        };
         let thread = std::thread::Builder::new().name("covoit-writer".into()).spawn(move || writer.run())?;
         Ok(WriterHandle { sender, thread: std::sync::Mutex::new(Some(thread)) })
     }
@@ -157,6 +176,47 @@ pub struct Changes {
 /// Called by the writer after each commit, with the new state and what changed.
 pub type AfterCommit = Box<dyn FnMut(&State, &Changes) + Send>;
 
+/// The writer's side of the derived tables: the indexer it feeds, the progress it
+/// reports, and a read-only connection to find old commands by (account, seq).
+pub struct Derivation {
+    pub indexer: Indexer,
+    pub progress: Arc<Progress>,
+    pub reader: Connection,
+    pub live: Arc<LiveAccounts>,
+}
+
+/// The commands committed but perhaps not yet in the derived tables, by (account,
+/// seq): an identical envelope posted again is found here until the indexer has it.
+#[derive(Default)]
+struct Recent {
+    by_command: HashMap<(AccountId, Seq), (u64, [u8; 32])>,
+    /// In log order, to forget them once indexed.
+    order: VecDeque<(u64, AccountId, Seq)>,
+}
+
+impl Recent {
+    fn insert(&mut self, index: u64, account: &AccountId, seq: Seq, tx: [u8; 32]) {
+        self.by_command.insert((account.clone(), seq), (index, tx));
+        self.order.push_back((index, account.clone(), seq));
+    }
+
+    /// Forgets the commands below leaf `below` (indexed, so the derived tables have them).
+    fn forget_below(&mut self, below: u64) {
+        while self.order.front().is_some_and(|(index, _, _)| *index < below) {
+            let (_, account, seq) = self.order.pop_front().expect("checked");
+            self.by_command.remove(&(account, seq));
+        }
+    }
+
+    /// Forgets the commands from leaf `from` on (a batch that did not commit).
+    fn forget_from(&mut self, from: u64) {
+        while self.order.back().is_some_and(|(index, _, _)| *index >= from) {
+            let (_, account, seq) = self.order.pop_back().expect("checked");
+            self.by_command.remove(&(account, seq));
+        }
+    }
+}
+
 struct Writer {
     connection: Connection,
     ledger: Ledger,
@@ -168,6 +228,8 @@ struct Writer {
     /// one transaction per command.
     batch_max: usize,
     after_commit: AfterCommit,
+    derivation: Derivation,
+    recent: Recent,
 }
 
 /// What the writer takes in one go: commands, and ticks asking for due events.
@@ -179,7 +241,8 @@ struct Batch {
 
 /// What the writer decided for one submission, before the batch commits.
 enum Decision {
-    Accepted(Receipt),
+    /// A new leaf, with its Merkle leaf hash.
+    Accepted(Receipt, Hash),
     Duplicate(u64),
     Refused(Refusal),
 }
@@ -190,6 +253,7 @@ impl Writer {
             self.process(batch);
         }
         tracing::info!(size = self.ledger.state.size(), "the writer stopped; closing the database");
+        self.derivation.indexer.stop();
         if let Err((_, error)) = self.connection.close() {
             tracing::error!(%error, "closing the database failed");
         }
@@ -224,8 +288,16 @@ impl Writer {
         // accepted_at never goes backwards, even if the system clock does.
         let accepted_at = self.clock.now().max(self.ledger.state.totals().last_accepted_at);
         let Batch { submissions, ticks } = batch;
+        // What the indexer has written needs no remembering here any more.
+        self.recent.forget_below(self.derivation.progress.indexed());
+        let first_index = self.ledger.state.size();
         match self.write_batch(&submissions, accepted_at) {
-            Ok((decisions, changes)) => {
+            Ok((decisions, changes, derived)) => {
+                if let Some(derived) = derived {
+                    self.derivation.live.update(derived.accounts.values());
+                    self.derivation.progress.set_committed(derived.size);
+                    self.derivation.indexer.send(derived);
+                }
                 if changes != Changes::default() {
                     (self.after_commit)(&self.ledger.state, &changes);
                 }
@@ -240,6 +312,7 @@ impl Writer {
                 for submission in submissions {
                     let _ = submission.reply.send(Err(SubmitError::Unavailable(error.to_string())));
                 }
+                self.recent.forget_from(first_index);
                 self.reload();
             }
         }
@@ -250,7 +323,7 @@ impl Writer {
 
     fn answer(&self, decision: Decision) -> Result<Receipt, SubmitError> {
         match decision {
-            Decision::Accepted(receipt) => Ok(receipt),
+            Decision::Accepted(receipt, _) => Ok(receipt),
             Decision::Refused(refusal) => Err(SubmitError::Refused(refusal)),
             Decision::Duplicate(index) => {
                 load_receipt(&self.connection, index).map_err(|error| SubmitError::Unavailable(error.to_string()))
@@ -259,32 +332,42 @@ impl Writer {
     }
 
     /// Appends the server events now due, then applies the commands, in one
-    /// transaction; extends the tree, signs a checkpoint and commits.
+    /// transaction; extends the tree, signs a checkpoint and commits. Returns what the
+    /// derived tables are to record, when anything was accepted.
     fn write_batch(
         &mut self,
         batch: &[Submission],
         accepted_at: Timestamp,
-    ) -> Result<(Vec<Decision>, Changes), StoreError> {
-        let Writer { connection, ledger, ledger_key, .. } = self;
+    ) -> Result<(Vec<Decision>, Changes, Option<Derived>), StoreError> {
+        let Writer { connection, ledger, ledger_key, derivation, recent, .. } = self;
         let first_index = ledger.state.size();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut changes = Changes::default();
+        let mut leaves = Vec::new();
+        let mut last_leaf_hash = [0; 32];
         for event in ledger::due_events(&ledger.state, accepted_at) {
-            append_event(&transaction, ledger, &event, accepted_at, &mut changes)?;
+            let (leaf, hash) = append_event(&transaction, ledger, &event, accepted_at, &mut changes)?;
+            leaves.push(leaf);
+            last_leaf_hash = hash;
         }
         let mut decisions = Vec::with_capacity(batch.len());
         for submission in batch {
-            decisions.push(decide_one(&transaction, ledger, &submission.command, accepted_at, &mut changes)?);
+            let command = &submission.command;
+            let decision =
+                decide_one(&transaction, ledger, &derivation.reader, recent, command, accepted_at, &mut changes)?;
+            if let Decision::Accepted(receipt, hash) = &decision {
+                leaves.push(DerivedLeaf {
+                    index: receipt.index,
+                    command: Some((receipt.account.clone(), receipt.seq, receipt.tx)),
+                    postings: receipt.postings.clone(),
+                });
+                last_leaf_hash = *hash;
+            }
+            decisions.push(decision);
         }
         if ledger.state.size() == first_index {
             // Nothing accepted: nothing to write. Dropping the transaction rolls back.
-            return Ok((decisions, Changes::default()));
-        }
-        for id in &changes.accounts {
-            store::save_account(&transaction, ledger.state.account(id).expect("touched accounts exist"))?;
-        }
-        for (kind, id) in &changes.rides {
-            store::save_ride_object(&transaction, ledger.state.rides(), kind, id)?;
+            return Ok((decisions, Changes::default(), None));
         }
         if changes.policy {
             let policy = String::from_utf8(canonical::to_canonical_vec(ledger.state.policy())).expect("JSON is UTF-8");
@@ -299,15 +382,21 @@ impl Writer {
              WHERE id = 1",
             params![to_i64(totals.size)?, totals.last_accepted_at.to_string(), totals.issued, totals.redeemed, note],
         )?;
-        assert_postings_balance(&transaction, first_index)?;
+        for leaf in &leaves {
+            leaf::assert_zero_sum(&leaf.postings);
+        }
         transaction.commit()?;
-        Ok((decisions, changes))
+        let mut derived = Derived::new(&ledger.state, last_leaf_hash);
+        derived.leaves = leaves;
+        derived.touch(&ledger.state, &changes.accounts, &changes.rides);
+        Ok((decisions, changes, Some(derived)))
     }
 
     /// After a failed batch the in-memory state may hold changes that were rolled
-    /// back: read it again from the database, which has only what committed.
+    /// back: read it again from the database, which has only what committed (the
+    /// derived tables, and the leaves they do not cover yet, replayed).
     fn reload(&mut self) {
-        let reloaded = store::load_state(&self.connection).and_then(|state| {
+        let reloaded = derived::state_at_log_end(&self.connection, &self.derivation.reader).and_then(|state| {
             let frontier = Frontier::load(&store::SqlNodes(&self.connection), state.size())?;
             Ok(Ledger { state, frontier })
         });
@@ -326,6 +415,8 @@ impl Writer {
 fn decide_one(
     connection: &Connection,
     ledger: &mut Ledger,
+    derived: &Connection,
+    recent: &mut Recent,
     command: &VerifiedCommand,
     accepted_at: Timestamp,
     changes: &mut Changes,
@@ -338,7 +429,11 @@ fn decide_one(
         let key = if body.by_operator { Some(state.operator_key()) } else { account.key.as_ref() };
         let same_key = key == Some(command.key());
         if body.seq < account.next_seq && same_key {
-            if let Some((index, tx)) = find_leaf(connection, &body.account, body.seq)? {
+            let stored = match recent.by_command.get(&(body.account.clone(), body.seq)) {
+                Some(found) => Some(*found),
+                None => derived::find_command(derived, &body.account, body.seq)?,
+            };
+            if let Some((index, tx)) = stored {
                 if &tx == command.tx() {
                     return Ok(Decision::Duplicate(index));
                 }
@@ -351,28 +446,32 @@ fn decide_one(
     };
     let index = state.size() - 1;
     let bytes = insert_leaf(connection, index, accepted_at, command, &outcome.postings)?;
-    store::insert_nodes(connection, &frontier.push(merkle::leaf_hash(&bytes)))?;
+    let hash = merkle::leaf_hash(&bytes);
+    store::insert_nodes(connection, &frontier.push(hash))?;
+    recent.insert(index, &body.account, body.seq, *command.tx());
     changes.accounts.extend(outcome.touched);
     changes.rides.extend(outcome.rides);
     changes.policy |= outcome.policy_changed;
-    Ok(Decision::Accepted(Receipt {
+    let receipt = Receipt {
         index,
         tx: *command.tx(),
         accepted_at,
         account: body.account.clone(),
         seq: body.seq,
         postings: outcome.postings,
-    }))
+    };
+    Ok(Decision::Accepted(receipt, hash))
 }
 
-/// Appends one server event as a leaf.
+/// Appends one server event as a leaf; returns it as the derived tables record it,
+/// with its leaf hash.
 fn append_event(
     connection: &Connection,
     ledger: &mut Ledger,
     event: &Event,
     accepted_at: Timestamp,
     changes: &mut Changes,
-) -> Result<(), StoreError> {
+) -> Result<(DerivedLeaf, Hash), StoreError> {
     let outcome = ledger::apply_event(&mut ledger.state, event, accepted_at)
         .map_err(|refusal| StoreError::Corrupt(format!("a due event was refused: {refusal}")))?;
     let index = ledger.state.size() - 1;
@@ -380,12 +479,12 @@ fn append_event(
     let mut insert = connection
         .prepare_cached("INSERT INTO leaves (leaf_index, bytes, kind, accepted_at) VALUES (?1, ?2, ?3, ?4)")?;
     insert.execute(params![to_i64(index)?, &bytes, event.kind(), accepted_at.to_string()])?;
-    insert_postings(connection, index, &outcome.postings)?;
-    store::insert_nodes(connection, &ledger.frontier.push(merkle::leaf_hash(&bytes)))?;
+    let hash = merkle::leaf_hash(&bytes);
+    store::insert_nodes(connection, &ledger.frontier.push(hash))?;
     tracing::info!(index, kind = event.kind(), "server event");
     changes.accounts.extend(outcome.touched);
     changes.rides.extend(outcome.rides);
-    Ok(())
+    Ok((DerivedLeaf { index, command: None, postings: outcome.postings }, hash))
 }
 
 fn insert_leaf(
@@ -411,76 +510,26 @@ fn insert_leaf(
         body.command.memo().map(|memo| memo.as_str()),
         accepted_at.to_string(),
     ])?;
-    insert_postings(connection, index, postings)?;
     Ok(bytes)
 }
 
-fn insert_postings(connection: &Connection, index: u64, postings: &[Posting]) -> Result<(), StoreError> {
-    let mut insert_posting = connection
-        .prepare_cached("INSERT INTO postings (leaf_index, position, account, amount) VALUES (?1, ?2, ?3, ?4)")?;
-    for (position, posting) in postings.iter().enumerate() {
-        insert_posting.execute(params![
-            to_i64(index)?,
-            position as i64,
-            posting.account.as_str(),
-            posting.amount_minor
-        ])?;
-    }
-    Ok(())
-}
-
-/// The second check of the money, in SQL: every new leaf's postings sum to zero.
-fn assert_postings_balance(connection: &Connection, first_index: u64) -> Result<(), StoreError> {
-    let unbalanced: Option<(i64, i64)> = connection
-        .query_row(
-            "SELECT leaf_index, SUM(amount) FROM postings WHERE leaf_index >= ?1
-             GROUP BY leaf_index HAVING SUM(amount) <> 0 LIMIT 1",
-            [to_i64(first_index)?],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    assert_eq!(unbalanced, None, "the postings of every leaf sum to zero, read back from SQLite");
-    Ok(())
-}
-
-fn find_leaf(connection: &Connection, account: &AccountId, seq: Seq) -> Result<Option<(u64, [u8; 32])>, StoreError> {
-    let mut statement =
-        connection.prepare_cached("SELECT leaf_index, tx FROM leaves WHERE account = ?1 AND seq = ?2")?;
-    let row: Option<(i64, Vec<u8>)> = statement
-        .query_row(params![account.as_str(), to_i64(seq.value())?], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
-    row.map(|(index, tx)| {
-        let tx =
-            <[u8; 32]>::try_from(tx.as_slice()).map_err(|_| StoreError::Corrupt("a stored tx is not 32 bytes".into()));
-        Ok((to_u64(index)?, tx?))
-    })
-    .transpose()
-}
-
-/// Rebuilds the receipt of a stored command leaf.
+/// Rebuilds the receipt of a stored command leaf from its bytes.
 pub fn load_receipt(connection: &Connection, index: u64) -> Result<Receipt, StoreError> {
-    let (tx, accepted_at, account, seq): (Vec<u8>, String, String, i64) = connection.query_row(
-        "SELECT tx, accepted_at, account, seq FROM leaves WHERE leaf_index = ?1 AND account IS NOT NULL",
-        [to_i64(index)?],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-    )?;
-    let corrupt = |what: &str| StoreError::Corrupt(format!("leaf {index} has a bad {what}"));
-    let mut statement =
-        connection.prepare_cached("SELECT account, amount FROM postings WHERE leaf_index = ?1 ORDER BY position")?;
-    let postings = statement
-        .query_map([to_i64(index)?], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?
-        .map(|row| {
-            let (account, amount_minor) = row?;
-            let account = AccountId::parse(&account).map_err(|_| corrupt("posting account"))?;
-            Ok(Posting { account, amount_minor })
-        })
-        .collect::<Result<Vec<Posting>, StoreError>>()?;
+    let bytes = store::leaf_bytes(connection, index)?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("leaf {index} {what}"));
+    let leaf = leaf::decode(&bytes).map_err(|error| corrupt(&format!("does not decode: {error}")))?;
+    let OwnedContent::Command(envelope) = leaf.content else {
+        return Err(corrupt("is not a command"));
+    };
+    let command = crate::core::protocol::check_envelope(envelope)
+        .map_err(|error| corrupt(&format!("holds a refused command: {error}")))?;
+    let body = command.body();
     Ok(Receipt {
         index,
-        tx: <[u8; 32]>::try_from(tx.as_slice()).map_err(|_| corrupt("tx"))?,
-        accepted_at: Timestamp::parse_canonical(&accepted_at).map_err(|_| corrupt("accepted_at"))?,
-        account: AccountId::parse(&account).map_err(|_| corrupt("account"))?,
-        seq: Seq::new(to_u64(seq)?),
-        postings,
+        tx: *command.tx(),
+        accepted_at: leaf.accepted_at,
+        account: body.account.clone(),
+        seq: body.seq,
+        postings: leaf.postings,
     })
 }

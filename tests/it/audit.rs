@@ -466,9 +466,13 @@ fn every_tampering_is_found_and_named() {
     ];
     for tamper in &tampers {
         let copy = app.folder.path().join("tampered.db");
+        let derived_copy = app.folder.path().join("tampered-derived.db");
         let _ = std::fs::remove_file(&copy);
         std::fs::copy(&original, &copy).unwrap();
+        std::fs::copy(app.folder.path().join("covoit-derived.db"), &derived_copy).unwrap();
         let connection = Connection::open(&copy).unwrap();
+        // Balances and seqs live in the derived tables, beside the log.
+        connection.execute("ATTACH DATABASE ?1 AS derived", [derived_copy.to_str().unwrap()]).unwrap();
         (tamper.change)(&connection, &context);
         drop(connection);
         let since = Options { since: vec![saved_checkpoint.clone()], ..options() };

@@ -8,6 +8,7 @@ mod commands;
 mod concurrency;
 mod connections;
 mod crash;
+mod derived;
 mod faults;
 mod idempotency;
 mod layers;
