@@ -19,11 +19,15 @@
 //!                   -> store::writer (one thread, group commit):
 //!                        core::ledger::apply -> core::leaf::encode -> SQLite (one fsync per batch)
 //!                   -> receipt {index, tx, accepted_at, ...}
+//!                   (behind: store::derived's indexer -> balances, postings, rides)
 //! ```
 //!
 //! Each batch the writer commits also extends the log's Merkle tree (RFC 6962) and
-//! signs a checkpoint with the ledger key. Reads (`GET /v1/...`) go to read-only
-//! SQLite connections beside the writer (WAL). `covoit audit` replays a whole log
+//! signs a checkpoint with the ledger key. What the batch changed in balances,
+//! histories and rides goes to the indexer thread, which writes the derived tables in
+//! their own file (`covoit-derived.db`) behind the log. Reads (`GET /v1/...`) go to
+//! read-only SQLite connections beside the writer (WAL) and wait for the derived tables
+//! to cover what was committed when they began. `covoit audit` replays a whole log
 //! through the same `core` and checks it against the signed checkpoint.
 //!
 //! # Codemap
@@ -55,12 +59,15 @@
 //!   - `merkle.rs` — RFC 6962 hashes, the tree's right edge (`Frontier`), proofs.
 //!   - `checkpoint.rs` — C2SP checkpoints in signed notes: sign, open strictly.
 //! - `store/` — SQLite:
-//!   - `mod.rs` — connections and their pragmas, genesis, loading the state at start.
+//!   - `mod.rs` — connections and their pragmas, genesis, the tree at start.
 //!   - `migrate.rs` — the numbered migrations of `sql/`, compiled in.
 //!   - `writer.rs` — the single writer thread, group commit, receipts, idempotency,
 //!     due server events, the tree and the checkpoint of each batch, the after-commit
 //!     hook that refreshes the ride board.
-//!   - `read.rs` — the read pool and the queries behind `GET` routes.
+//!   - `derived.rs` — the derived tables' file: the indexer thread that writes them
+//!     behind the log, `Progress` (what reads wait for), the catch-up at start (replay
+//!     of the leaves the file lacks; a stale or foreign file is rebuilt).
+//!   - `read.rs` — the read pool, the live accounts, the queries behind `GET` routes.
 //!   - `backup.rs` — `covoit backup`: a consistent copy of a live database, checked.
 //!   - `checkpointer.rs` — WAL checkpoints in the background, off the writer's path.
 //! - `http/` — warp:

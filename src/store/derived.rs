@@ -79,7 +79,7 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         "PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -32768;
+         PRAGMA cache_size = -8192;
          PRAGMA journal_size_limit = 67108864;
          PRAGMA wal_autocheckpoint = 4000;",
     )?;

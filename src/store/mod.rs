@@ -51,9 +51,9 @@ pub enum StoreError {
 }
 
 /// Opens the writing connection: WAL, and `synchronous=FULL` so that a commit is on
-/// disk before it returns (a 2xx reply means durable). A 32 MB page cache keeps the
-/// accounts' index pages in memory; the automatic checkpoint is only a backstop at
-/// 16 MB of WAL, as [`checkpointer`] copies pages in the background.
+/// disk before it returns (a 2xx reply means durable). The log is written in order,
+/// so an 8 MB page cache holds its working set; the automatic checkpoint is only a
+/// backstop at 16 MB of WAL, as [`checkpointer`] copies pages in the background.
 pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     let connection = Connection::open(path)?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
@@ -65,7 +65,7 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -32768;
+         PRAGMA cache_size = -8192;
          PRAGMA journal_size_limit = 67108864;
          PRAGMA wal_autocheckpoint = 4000;",
     )?;
