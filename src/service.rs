@@ -125,7 +125,7 @@ impl Service {
         let derivation = Derivation {
             indexer: Indexer::start(derived_connection, progress.clone()).map_err(StartError::Thread)?,
             progress: progress.clone(),
-            reader: derived::open_reader(&derived_path)?,
+            reader: store::open_reader(&derived_path)?,
             live: live.clone(),
         };
         let ledger_id = ledger.state.ledger().clone();

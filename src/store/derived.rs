@@ -32,7 +32,7 @@ use crate::core::policy::{Genesis, Policy};
 use crate::core::protocol::{self, SignedCommand};
 use crate::core::rides::{RideObject, Rides};
 use crate::core::time::Timestamp;
-use crate::store::{self, BUSY_TIMEOUT, StoreError, to_i64, to_u64};
+use crate::store::{self, StoreError, to_i64, to_u64};
 
 /// The derived file's schema; a file with another version is rebuilt from the log.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -69,20 +69,7 @@ pub fn path_for(database: &Path) -> PathBuf {
 /// which keeps it consistent through a crash but may lose its last transactions,
 /// which the next start replays from the log. A file with another schema is emptied.
 pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
-    let connection = Connection::open(path)?;
-    connection.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Corrupt(format!("the derived tables refused WAL mode (they are in {mode} mode)")));
-    }
-    connection.execute_batch(
-        "PRAGMA synchronous = NORMAL;
-         PRAGMA foreign_keys = OFF;
-         PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -8192;
-         PRAGMA journal_size_limit = 67108864;
-         PRAGMA wal_autocheckpoint = 4000;",
-    )?;
+    let connection = store::open_wal_writer(path, store::Synchronous::Normal)?;
     let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if version != SCHEMA_VERSION {
         if version != 0 {
@@ -107,11 +94,6 @@ pub fn reset(connection: &Connection) -> Result<(), StoreError> {
     sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"));
     connection.execute_batch(&sql)?;
     Ok(())
-}
-
-/// Opens the derived file read-only, for the writer's look-ups of old commands.
-pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    store::open_reader(path)
 }
 
 /// One leaf as the derived tables record it.
@@ -386,13 +368,17 @@ pub fn replay(state: &mut State, leaves: &[Vec<u8>]) -> Result<Derived, StoreErr
     Ok(derived)
 }
 
+/// The log's genesis and its size, from the ledger row.
+fn genesis_and_size(main: &Connection) -> Result<(Genesis, u64), StoreError> {
+    let (genesis, size): (String, i64) =
+        main.query_row("SELECT genesis, size FROM ledger WHERE id = 1", [], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok((store::from_json("genesis", &genesis)?, to_u64(size)?))
+}
+
 /// Brings the derived file level with the log in `main` and returns the state at the
 /// log's end: from what the file holds when it matches the log, else from the genesis.
 pub fn catch_up(main: &Connection, derived: &mut Connection) -> Result<State, StoreError> {
-    let (genesis, size): (String, i64) =
-        main.query_row("SELECT genesis, size FROM ledger WHERE id = 1", [], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    let genesis: Genesis = store::from_json("genesis", &genesis)?;
-    let size = to_u64(size)?;
+    let (genesis, size) = genesis_and_size(main)?;
     let stored = match load(derived, &genesis) {
         Ok(Some((state, last_leaf_hash))) if state.size() <= size => {
             let bytes = store::leaf_bytes(main, state.size() - 1)?;
@@ -441,10 +427,7 @@ pub fn catch_up(main: &Connection, derived: &mut Connection) -> Result<State, St
 /// the leaves it does not cover yet, replayed. The writer uses it after a failed
 /// commit, when its own state may hold changes that were rolled back.
 pub fn state_at_log_end(main: &Connection, derived: &Connection) -> Result<State, StoreError> {
-    let (genesis, size): (String, i64) =
-        main.query_row("SELECT genesis, size FROM ledger WHERE id = 1", [], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    let genesis: Genesis = store::from_json("genesis", &genesis)?;
-    let size = to_u64(size)?;
+    let (genesis, size) = genesis_and_size(main)?;
     let (mut state, _) =
         load(derived, &genesis)?.ok_or_else(|| StoreError::Corrupt("the derived tables are empty".into()))?;
     while state.size() < size {

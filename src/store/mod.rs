@@ -51,24 +51,44 @@ pub enum StoreError {
 }
 
 /// Opens the writing connection: WAL, and `synchronous=FULL` so that a commit is on
-/// disk before it returns (a 2xx reply means durable). The log is written in order,
-/// so an 8 MB page cache holds its working set; the automatic checkpoint is only a
-/// backstop at 16 MB of WAL, as [`checkpointer`] copies pages in the background.
+/// disk before it returns (a 2xx reply means durable).
 pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    open_wal_writer(path, Synchronous::Full)
+}
+
+/// How a writing connection syncs its commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    /// Every commit is fsynced before it returns: for the log.
+    Full,
+    /// Commits are not fsynced (checkpoints are): consistent after a crash, but the
+    /// last commits may be lost. For the derived tables, which the log rebuilds.
+    Normal,
+}
+
+/// A writing connection in WAL mode. Both files are written mostly in order, so an
+/// 8 MB page cache holds their working sets; the automatic checkpoint is only a
+/// backstop at 16 MB of WAL, as [`checkpointer`] copies the log's pages in the
+/// background.
+pub fn open_wal_writer(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreError> {
     let connection = Connection::open(path)?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Corrupt(format!("the database refused WAL mode (it is in {mode} mode)")));
+        return Err(StoreError::Corrupt(format!("{} refused WAL mode (it is in {mode} mode)", path.display())));
     }
-    connection.execute_batch(
-        "PRAGMA synchronous = FULL;
+    let synchronous = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    connection.execute_batch(&format!(
+        "PRAGMA synchronous = {synchronous};
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -8192;
          PRAGMA journal_size_limit = 67108864;
-         PRAGMA wal_autocheckpoint = 4000;",
-    )?;
+         PRAGMA wal_autocheckpoint = 4000;"
+    ))?;
     Ok(connection)
 }
 
