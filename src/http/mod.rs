@@ -73,6 +73,23 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/assets/{file}"),
 ];
 
+/// The methods [`ROUTES`] serve on `path` (`{…}` stands for any one segment), for the
+/// `Allow` header of a 405 reply; `None` if no route has that path.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let matches = |template: &str| {
+        let parts: Vec<&str> = template.split('/').collect();
+        parts.len() == segments.len()
+            && parts
+                .iter()
+                .zip(&segments)
+                .all(|(part, segment)| if part.starts_with('{') { !segment.is_empty() } else { part == segment })
+    };
+    let methods: Vec<&str> =
+        ROUTES.iter().filter(|(_, template)| matches(template)).map(|(method, _)| *method).collect();
+    (!methods.is_empty()).then(|| methods.join(", "))
+}
+
 /// The OpenAPI description of every route, compiled in.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 

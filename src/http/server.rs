@@ -22,6 +22,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tower_service::Service as _;
 use warp::Filter;
+use warp::http::StatusCode;
+use warp::http::header::ALLOW;
 use warp::reply::Response;
 
 /// Open connections the service holds at once, by default.
@@ -85,7 +87,18 @@ where
         let service = service.clone();
         let serve = move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ClientAddr(client));
-            service.clone().call(request)
+            let uri = request.uri().clone();
+            let reply = service.clone().call(request);
+            async move {
+                let mut response = reply.await?;
+                // warp's rejection knows the method was wrong, not which ones are right.
+                if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+                    if let Some(allow) = super::allowed_methods(uri.path()).and_then(|allow| allow.parse().ok()) {
+                        response.headers_mut().insert(ALLOW, allow);
+                    }
+                }
+                Ok::<_, Infallible>(response)
+            }
         };
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())

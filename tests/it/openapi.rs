@@ -100,3 +100,24 @@ fn every_error_code_is_listed() {
     let unused: Vec<&String> = listed.difference(&used).collect();
     assert!(unused.is_empty(), "codes in openapi.json that nothing gives: {unused:?}");
 }
+
+/// A 405 says which methods the route does take (RFC 9110 §15.5.6), in the error shape.
+#[test]
+fn a_wrong_method_is_told_the_right_ones() {
+    let app = TestApp::spawn();
+    let agent = ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build());
+    let cases = [
+        (agent.get(format!("{}/v1/commands", app.base)).call().unwrap(), "POST"),
+        (agent.post(format!("{}/v1/ledger", app.base)).send("{}").unwrap(), "GET"),
+        (agent.delete(format!("{}/v1/accounts/reserve", app.base)).call().unwrap(), "GET"),
+        (agent.put(format!("{}/v1/offers/someone", app.base)).send("{}").unwrap(), "GET"),
+    ];
+    for (mut response, allowed) in cases {
+        assert_eq!(response.status().as_u16(), 405);
+        assert_eq!(response.headers().get("allow").and_then(|value| value.to_str().ok()), Some(allowed));
+        let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+    }
+    assert_eq!(covoit::http::allowed_methods("/v1/nowhere"), None);
+    assert_eq!(covoit::http::allowed_methods("/v1/accounts//postings"), None);
+}
