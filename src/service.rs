@@ -20,7 +20,7 @@ use crate::core::board::{Board, Notification};
 use crate::core::ids::LedgerId;
 use crate::core::policy::{Genesis, Policy};
 use crate::core::protocol::base64_encode;
-use crate::http::{self, App, READS_CONCURRENT_MAX, STREAMS_MAX};
+use crate::http::{self, App, READS_CONCURRENT_MAX};
 use crate::keys::{self, KeyError};
 use crate::store::checkpointer::Checkpointer;
 use crate::store::derived::{self, Derived, Indexer, Progress};
@@ -151,7 +151,7 @@ impl Service {
             reads: Semaphore::new(READS_CONCURRENT_MAX),
             board,
             notifications,
-            streams: Arc::new(Semaphore::new(STREAMS_MAX)),
+            streams: Arc::new(http::server::Counts::default()),
             clock: clock.clone(),
             stopping: tokio::sync::watch::channel(false).0,
             limiter: crate::http::limit::RateLimiter::new(config.rate_per_client),

@@ -95,6 +95,9 @@ pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 /// Live event streams open at once; more are refused with 503 until one closes.
 pub const STREAMS_MAX: usize = 256;
+/// Live event streams open at once from one address (a desk's several screens fit;
+/// one client cannot take them all).
+pub const STREAMS_PER_CLIENT_MAX: usize = 16;
 
 /// What the handlers share.
 pub struct App {
@@ -105,7 +108,8 @@ pub struct App {
     pub board: Arc<std::sync::RwLock<Board>>,
     /// What the writer's commits mean for the live streams.
     pub notifications: tokio::sync::broadcast::Sender<Notification>,
-    pub streams: Arc<Semaphore>,
+    /// Live streams open, in all and per address.
+    pub streams: Arc<server::Counts>,
     pub clock: Clock,
     /// Set when the service stops, to end the live streams.
     pub stopping: tokio::sync::watch::Sender<bool>,
@@ -452,8 +456,11 @@ fn ride_routes(
         .then(|id, app| get_ride(app, "booking", id));
     let matches =
         warp::path!("v1" / "requests" / String / "matches").and(warp::get()).and(with_app.clone()).then(get_matches);
-    let events =
-        warp::path!("v1" / "requests" / String / "events").and(warp::get()).and(with_app.clone()).then(get_events);
+    let events = warp::path!("v1" / "requests" / String / "events")
+        .and(warp::get())
+        .and(warp::ext::optional::<server::ClientAddr>())
+        .and(with_app.clone())
+        .then(get_events);
     let account_list = warp::path!("v1" / "accounts")
         .and(warp::get())
         .and(warp::query::<AccountsQuery>())
@@ -623,7 +630,7 @@ pub const STREAM_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// A request's live stream: first its current matches, then each new fitting offer
 /// and each change to its bookings, as server-sent events.
-async fn get_events(id: String, app: Arc<App>) -> Response {
+async fn get_events(id: String, client: Option<server::ClientAddr>, app: Arc<App>) -> Response {
     let Ok(request_id) = Id::parse("request", &id) else { return unknown_ride(&id).into_response() };
     let first = {
         let board = app.board.read().expect("the board's lock");
@@ -633,9 +640,18 @@ async fn get_events(id: String, app: Arc<App>) -> Response {
         let message = format!("there is no open request \"{id}\" to follow");
         return ApiError::new(StatusCode::NOT_FOUND, "unknown_ride", message).into_response();
     };
-    let Ok(permit) = app.streams.clone().try_acquire_owned() else {
-        let message = format!("{STREAMS_MAX} live streams are open, the most allowed; try again later");
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_streams", message).into_response();
+    let address = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |client| client.0.ip());
+    let permit = match app.streams.enter(address, STREAMS_MAX, STREAMS_PER_CLIENT_MAX) {
+        Ok(permit) => permit,
+        Err(full) => {
+            let message = match full {
+                server::Full::All => format!("{STREAMS_MAX} live streams are open, the most allowed; try again later"),
+                server::Full::Client => format!(
+                    "{STREAMS_PER_CLIENT_MAX} live streams are open from your address, the most allowed; close one first"
+                ),
+            };
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_streams", message).into_response();
+        }
     };
     let opening = warp::sse::Event::default().event("matches").json_data(replies::matches(&id, &first));
     let receiver = app.notifications.subscribe();

@@ -80,7 +80,7 @@ where
             },
             () = &mut stop => break,
         };
-        let Some(slot) = counts.enter(client.ip(), &limits) else {
+        let Ok(slot) = counts.enter(client.ip(), limits.connections, limits.connections_per_client) else {
             tokio::spawn(refuse(stream));
             continue;
         };
@@ -128,35 +128,48 @@ async fn refuse(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
-/// Connections open, in all and per address.
+/// What is open (connections, or live streams), in all and per address.
 #[derive(Debug, Default)]
-struct Counts {
+pub struct Counts {
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
+/// Which limit a refused entry met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    All,
+    Client,
+}
+
 impl Counts {
-    fn enter(self: &Arc<Self>, client: IpAddr, limits: &Limits) -> Option<Slot> {
-        let mut open = self.open.lock().expect("the connection counts' lock");
+    /// Takes a place for `client`, if there are fewer than `all_max` open in all and
+    /// fewer than `per_client_max` from its address.
+    pub fn enter(self: &Arc<Self>, client: IpAddr, all_max: usize, per_client_max: usize) -> Result<Slot, Full> {
+        let mut open = self.open.lock().expect("the counts' lock");
         let (all, per_client) = &mut *open;
         let mine = per_client.get(&client).copied().unwrap_or(0);
-        if *all >= limits.connections || mine >= limits.connections_per_client {
-            return None;
+        if *all >= all_max {
+            return Err(Full::All);
+        }
+        if mine >= per_client_max {
+            return Err(Full::Client);
         }
         *all += 1;
         per_client.insert(client, mine + 1);
-        Some(Slot { counts: self.clone(), client })
+        Ok(Slot { counts: self.clone(), client })
     }
 }
 
-/// One connection's place in the counts, given back when it closes.
-struct Slot {
+/// One place in the counts, given back when dropped.
+#[derive(Debug)]
+pub struct Slot {
     counts: Arc<Counts>,
     client: IpAddr,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self.counts.open.lock().expect("the connection counts' lock");
+        let mut open = self.counts.open.lock().expect("the counts' lock");
         let (all, per_client) = &mut *open;
         *all -= 1;
         if let Some(mine) = per_client.get_mut(&self.client) {
@@ -173,18 +186,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn connections_are_counted_in_all_and_per_address_and_given_back() {
+    fn places_are_counted_in_all_and_per_address_and_given_back() {
         let counts = Arc::new(Counts::default());
-        let limits = Limits { connections: 3, connections_per_client: 2, header_read: HEADER_READ_TIMEOUT };
+        let enter = |client: IpAddr| counts.enter(client, 3, 2);
         let (one, two, three): (IpAddr, IpAddr, IpAddr) =
             ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
-        let first = counts.enter(one, &limits).unwrap();
-        let _second = counts.enter(one, &limits).unwrap();
-        assert!(counts.enter(one, &limits).is_none(), "a third from one address");
-        let _third = counts.enter(two, &limits).unwrap();
-        assert!(counts.enter(three, &limits).is_none(), "a fourth in all");
+        let first = enter(one).unwrap();
+        let _second = enter(one).unwrap();
+        assert_eq!(enter(one).unwrap_err(), Full::Client, "a third from one address");
+        let _third = enter(two).unwrap();
+        assert_eq!(enter(three).unwrap_err(), Full::All, "a fourth in all");
         drop(first);
-        assert!(counts.enter(three, &limits).is_some(), "a closed connection gives its place back");
+        assert!(enter(three).is_ok(), "a closed connection gives its place back");
         assert_eq!(counts.open.lock().unwrap().1.get(&one), Some(&1));
     }
 }

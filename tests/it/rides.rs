@@ -452,3 +452,57 @@ fn matches_are_ranked_and_new_offers_reach_open_requests_live() {
     let (status, reply) = app.get("/v1/offers?lat=north&lon=1");
     assert_eq!((status, code(&reply)), (400, "invalid_query"));
 }
+
+/// One address holds at most `STREAMS_PER_CLIENT_MAX` live streams: the next is told so
+/// (503 `too_many_streams`), and a closed stream gives its place back.
+#[test]
+fn one_address_cannot_hold_every_live_stream() {
+    use covoit::http::STREAMS_PER_CLIENT_MAX;
+    let app = TestApp::spawn();
+    let passenger = Member::new(61);
+    app.join(&passenger, "Member");
+    app.issue(&passenger, "5.00");
+    let wanted = uuid(600);
+    app.accept(
+        &passenger.key,
+        &app.body(
+            &passenger.id,
+            request(&wanted, place("45.248", "1.328"), place("45.264", "1.408"), (55, 95), 1),
+            false,
+        ),
+    );
+    let url = format!("{}/v1/requests/{wanted}/events", app.base);
+    let agent = ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build());
+    let mut open = Vec::new();
+    for _ in 0..STREAMS_PER_CLIENT_MAX {
+        let mut response = agent.get(&url).call().unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let mut stream = std::io::BufReader::new(response.body_mut().as_reader());
+        read_events(&mut stream, "matches");
+        drop(stream);
+        open.push(response);
+    }
+    let mut refused = agent.get(&url).call().unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    let reply: Value = serde_json::from_str(&refused.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(code(&reply), "too_many_streams");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("from your address"), "{reply}");
+
+    drop(open.pop());
+    // The server notices the closed connection when it reads its end, or at the
+    // latest when it next writes to it (an event, or the keep-alive comment every
+    // 15 s). An event for this request makes that write come at once: a fitting offer.
+    let driver = Member::new(62);
+    app.join(&driver, "Member");
+    app.accept(&driver.key, &app.body(&driver.id, offer_at(&uuid(601), ("45.248", "1.327"), 75), false));
+    let deadline = std::time::Instant::now() + covoit::http::STREAM_KEEP_ALIVE * 2;
+    loop {
+        let mut response = agent.get(&url).call().unwrap();
+        if response.status().as_u16() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a closed stream never gave its place back");
+        drop(response.body_mut().read_to_string());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
