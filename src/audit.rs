@@ -30,7 +30,7 @@ use crate::core::money::format_minor;
 use crate::core::policy::Event;
 use crate::core::protocol::{self, SignedCommand, VerifiedCommand};
 use crate::core::time::Timestamp;
-use crate::store::{self, SqlNodes};
+use crate::store;
 
 /// Leaves read and checked per round.
 pub const CHUNK_LEAVES: usize = 8192;
@@ -587,7 +587,7 @@ impl DatabaseSource {
     /// postings, rides) when they cover the whole log, must say what the log says.
     pub fn check_derived(&self, auditor: &Auditor, report: &Report) -> Result<DerivedCheck, Failure> {
         let state = auditor.state.as_ref().ok_or_else(|| Failure::ledger("the log is empty"))?;
-        let stored_root = merkle::root_at(&SqlNodes(&self.connection), report.leaves)
+        let stored_root = store::stored_root_at(&self.connection, report.leaves)
             .map_err(|error| Failure::ledger(format!("the stored Merkle tree cannot be read: {error}")))?;
         if stored_root != report.checkpoint.root {
             return Err(Failure::ledger(

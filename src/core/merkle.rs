@@ -41,6 +41,43 @@ pub struct Node {
     pub hash: Hash,
 }
 
+/// Where node `(level, index)` sits in the order nodes are stored: every leaf's hash,
+/// followed by the hashes of the subtrees it completes (the numbering of Go's
+/// `golang.org/x/mod/sumdb/tlog`, `StoredHashIndex`). The nodes [`Frontier::push`]
+/// returns therefore take consecutive numbers, and a table keyed by this number only
+/// ever grows at its end.
+pub fn stored_index(level: u32, index: u64) -> u64 {
+    // Level L's nth node comes right after level L-1's node 2n+1; down to level 0,
+    // whose nth leaf comes after the n + n/2 + n/4 + … nodes stored before it.
+    let mut leaf = index;
+    for _ in 0..level {
+        leaf = 2 * leaf + 1;
+    }
+    let mut before = 0u64;
+    while leaf > 0 {
+        before += leaf;
+        leaf >>= 1;
+    }
+    before + u64::from(level)
+}
+
+/// How many nodes a tree of `size` leaves has stored: one per perfect subtree.
+pub fn stored_count(size: u64) -> u64 {
+    2 * size - u64::from(size.count_ones())
+}
+
+/// The tree size whose stored nodes number `count`; `None` if no size has that many
+/// (the stored nodes end partway through a leaf's).
+pub fn size_of_stored(count: u64) -> Option<u64> {
+    // stored_count grows with the size (by one at least per leaf), and is at least the size.
+    let (mut low, mut high) = (0u64, count);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if stored_count(middle) < count { low = middle + 1 } else { high = middle }
+    }
+    (stored_count(low) == count).then_some(low)
+}
+
 /// Where proofs read stored subtree hashes from (SQLite on the server, memory in tests).
 pub trait Nodes {
     type Error;
@@ -307,6 +344,30 @@ impl Nodes for MemoryNodes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pushed_nodes_are_numbered_in_the_order_they_are_stored() {
+        let mut frontier = Frontier::new();
+        let mut next = 0u64;
+        for leaf in 0..5000u64 {
+            for node in frontier.push(leaf_hash(&leaf.to_be_bytes())) {
+                assert_eq!(stored_index(node.level, node.index), next, "node ({}, {})", node.level, node.index);
+                next += 1;
+            }
+            assert_eq!(stored_count(frontier.size()), next);
+            assert_eq!(size_of_stored(next), Some(frontier.size()));
+        }
+        // Counts that end partway through a leaf's nodes have no size.
+        assert_eq!(size_of_stored(2), None);
+        assert_eq!(size_of_stored(5), None);
+        assert_eq!(size_of_stored(0), Some(0));
+        // tlog's own examples: leaf 3 and the subtrees it completes are stored at 4, 5, 6.
+        assert_eq!((stored_index(0, 3), stored_index(1, 1), stored_index(2, 0)), (4, 5, 6));
+        // Far out, the numbering still lines up with the count.
+        let size = 1u64 << 40;
+        assert_eq!(stored_index(40, 0), stored_count(size) - 1);
+        assert_eq!(size_of_stored(stored_count(size)), Some(size));
+    }
 
     fn hex(text: &str) -> Vec<u8> {
         (0..text.len()).step_by(2).map(|at| u8::from_str_radix(&text[at..at + 2], 16).unwrap()).collect()

@@ -31,10 +31,9 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::core::checkpoint::{self, Checkpoint};
-use crate::core::merkle;
 use crate::core::policy::Genesis;
 use crate::core::protocol::{base64_decode, base64_encode};
-use crate::store::{self, SqlNodes};
+use crate::store;
 
 /// A backup holds members' names: readable and writable by its owner only.
 pub const BACKUP_FILE_MODE: u32 = 0o600;
@@ -239,7 +238,7 @@ fn check_ledger(connection: &Connection) -> Result<(Checkpoint, String), String>
     if checkpoint.size != size as u64 {
         return Err(format!("its checkpoint is for {} leaves but its log has {size}", checkpoint.size));
     }
-    let root = merkle::root_at(&SqlNodes(connection), checkpoint.size)
+    let root = store::stored_root_at(connection, checkpoint.size)
         .map_err(|error| format!("its Merkle tree cannot be read: {error}"))?;
     if root != checkpoint.root {
         return Err("its stored Merkle tree does not have the checkpoint's root".into());

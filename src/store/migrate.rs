@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "0002_merkle.sql", include_str!("../../sql/0002_merkle.sql")),
     (3, "0003_rides.sql", include_str!("../../sql/0003_rides.sql")),
     (4, "0004_derived_apart.sql", include_str!("../../sql/0004_derived_apart.sql")),
+    (5, "0005_merkle_in_order.sql", include_str!("../../sql/0005_merkle_in_order.sql")),
 ];
 
 /// Applies the migrations the database has not run yet; returns how many ran.

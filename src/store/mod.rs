@@ -185,6 +185,21 @@ pub struct SqlNodes<'a>(pub &'a Connection);
 impl Nodes for SqlNodes<'_> {
     type Error = StoreError;
     fn node(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
+        let mut statement = self.0.prepare_cached("SELECT hash FROM merkle_hashes WHERE stored_index = ?1")?;
+        let stored = to_i64(merkle::stored_index(level, index))?;
+        let hash: Option<Vec<u8>> = statement.query_row([stored], |row| row.get(0)).optional()?;
+        hash.and_then(|hash| Hash::try_from(hash).ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("the Merkle node ({level}, {index}) is missing")))
+    }
+}
+
+/// Stored hashes as schema versions before 5 kept them, keyed by (level, node_index):
+/// read only to audit or check a database not yet migrated (an old backup).
+struct NodesByLevel<'a>(&'a Connection);
+
+impl Nodes for NodesByLevel<'_> {
+    type Error = StoreError;
+    fn node(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
         let mut statement =
             self.0.prepare_cached("SELECT hash FROM merkle_nodes WHERE level = ?1 AND node_index = ?2")?;
         let hash: Option<Vec<u8>> = statement.query_row(params![level, to_i64(index)?], |row| row.get(0)).optional()?;
@@ -193,12 +208,27 @@ impl Nodes for SqlNodes<'_> {
     }
 }
 
-/// Writes nodes that just became complete.
+/// The root of the first `size` leaves from the database's stored hashes, whichever
+/// layout they are in: the auditor and the backup check read databases the service
+/// has not migrated yet.
+pub fn stored_root_at(connection: &Connection, size: u64) -> Result<Hash, StoreError> {
+    let migrated: bool = connection.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'merkle_hashes')",
+        [],
+        |row| row.get(0),
+    )?;
+    if migrated {
+        merkle::root_at(&SqlNodes(connection), size)
+    } else {
+        merkle::root_at(&NodesByLevel(connection), size)
+    }
+}
+
+/// Writes nodes that just became complete, at the end of the stored order.
 pub fn insert_nodes(connection: &Connection, nodes: &[Node]) -> Result<(), StoreError> {
-    let mut statement =
-        connection.prepare_cached("INSERT INTO merkle_nodes (level, node_index, hash) VALUES (?1, ?2, ?3)")?;
+    let mut statement = connection.prepare_cached("INSERT INTO merkle_hashes (stored_index, hash) VALUES (?1, ?2)")?;
     for node in nodes {
-        statement.execute(params![node.level, to_i64(node.index)?, node.hash.as_slice()])?;
+        statement.execute(params![to_i64(merkle::stored_index(node.level, node.index))?, node.hash.as_slice()])?;
     }
     Ok(())
 }
@@ -207,18 +237,18 @@ pub fn insert_nodes(connection: &Connection, nodes: &[Node]) -> Result<(), Store
 /// checkpoint. A log that has leaves without tree nodes (written before the tree
 /// existed) gets them now, and a fresh checkpoint.
 pub fn load_tree(connection: &mut Connection, state: &State, ledger_key: &SigningKey) -> Result<Frontier, StoreError> {
-    let hashed: i64 = connection.query_row(
-        "SELECT COALESCE(MAX(node_index) + 1, 0) FROM merkle_nodes WHERE level = 0",
-        [],
-        |row| row.get(0),
-    )?;
-    let mut frontier = Frontier::load(&SqlNodes(connection), to_u64(hashed)?)?;
-    let stored: Option<String> =
+    let stored_hashes: i64 =
+        connection.query_row("SELECT COALESCE(MAX(stored_index) + 1, 0) FROM merkle_hashes", [], |row| row.get(0))?;
+    let hashed = merkle::size_of_stored(to_u64(stored_hashes)?).ok_or_else(|| {
+        StoreError::Corrupt(format!("{stored_hashes} stored tree hashes end partway through a leaf's"))
+    })?;
+    let mut frontier = Frontier::load(&SqlNodes(connection), hashed)?;
+    let stored_checkpoint: Option<String> =
         connection.query_row("SELECT checkpoint FROM ledger WHERE id = 1", [], |row| row.get(0))?;
     let origin = state.ledger().as_str();
     if frontier.size() == state.size() {
-        if let Some(note) = stored {
-            let signed = checkpoint::open_checkpoint(&note, origin, state.ledger_key()).map_err(corrupt)?;
+        if let Some(note) = &stored_checkpoint {
+            let signed = checkpoint::open_checkpoint(note, origin, state.ledger_key()).map_err(corrupt)?;
             if signed.size != frontier.size() || signed.root != frontier.root() {
                 return Err(StoreError::Corrupt("the stored checkpoint does not match the log's tree".into()));
             }
@@ -229,7 +259,7 @@ pub fn load_tree(connection: &mut Connection, state: &State, ledger_key: &Signin
     {
         let mut statement =
             transaction.prepare("SELECT bytes FROM leaves WHERE leaf_index >= ?1 ORDER BY leaf_index")?;
-        let mut rows = statement.query([hashed])?;
+        let mut rows = statement.query([to_i64(hashed)?])?;
         while let Some(row) = rows.next()? {
             let bytes: Vec<u8> = row.get(0)?;
             insert_nodes(&transaction, &frontier.push(merkle::leaf_hash(&bytes)))?;
@@ -237,6 +267,14 @@ pub fn load_tree(connection: &mut Connection, state: &State, ledger_key: &Signin
     }
     if frontier.size() != state.size() {
         return Err(StoreError::Corrupt(format!("the tree has {} leaves, the log {}", frontier.size(), state.size())));
+    }
+    // Hashes rebuilt for a log that had a checkpoint (after a migration): they must
+    // give the root that checkpoint signed, or the log is not what was signed.
+    if let Some(note) = &stored_checkpoint {
+        let signed = checkpoint::open_checkpoint(note, origin, state.ledger_key()).map_err(corrupt)?;
+        if signed.size == frontier.size() && signed.root != frontier.root() {
+            return Err(StoreError::Corrupt("the log's leaves do not give the root its checkpoint signed".into()));
+        }
     }
     let note = checkpoint::sign_checkpoint(origin, frontier.size(), &frontier.root(), ledger_key);
     transaction.execute("UPDATE ledger SET checkpoint = ?1 WHERE id = 1", [note])?;

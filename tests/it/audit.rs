@@ -237,17 +237,10 @@ fn edit_leaf(connection: &Connection, index: u64, edit: impl Fn(&mut Value)) {
 /// what an insider who also holds a key would do to cover a change.
 fn recompute_and_resign(connection: &Connection, origin: &str, key: &SigningKey) {
     let leaves = leaves_of(connection);
-    connection.execute("DELETE FROM merkle_nodes", []).unwrap();
+    connection.execute("DELETE FROM merkle_hashes", []).unwrap();
     let mut frontier = Frontier::new();
     for leaf in &leaves {
-        for node in frontier.push(merkle::leaf_hash(leaf)) {
-            connection
-                .execute(
-                    "INSERT INTO merkle_nodes VALUES (?1, ?2, ?3)",
-                    params![node.level, node.index as i64, node.hash.as_slice()],
-                )
-                .unwrap();
-        }
+        covoit::store::insert_nodes(connection, &frontier.push(merkle::leaf_hash(leaf))).unwrap();
     }
     let note = checkpoint::sign_checkpoint(origin, frontier.size(), &frontier.root(), key);
     connection

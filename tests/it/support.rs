@@ -102,6 +102,16 @@ impl TestApp {
         self.service = Some(service);
     }
 
+    /// Starts the stopped service again on its files, if it will: its refusal otherwise.
+    #[allow(dead_code)]
+    pub fn try_restart(&mut self) -> Result<(), String> {
+        let config = config_for(self.folder.path(), &self.operator, self.clock.clone());
+        let service = self.runtime.block_on(Service::start(config)).map_err(|error| format!("{error:#}"))?;
+        self.base = format!("http://{}", service.local_addr());
+        self.service = Some(service);
+        Ok(())
+    }
+
     /// Appends the server events due at the test's clock (rides settling, expiring).
     pub fn tick(&self) {
         if let Some(service) = &self.service {
