@@ -387,6 +387,14 @@ fn read_events(reader: &mut impl std::io::BufRead, wanted: &str) -> Vec<(String,
     }
 }
 
+/// `passenger`, given 5.00, asks for one seat from near Ayen towards Objat, picked up
+/// between minutes 55 and 95 of the test's day.
+fn ask_near_ayen(app: &TestApp, passenger: &Member, id: &str) {
+    app.issue(passenger, "5.00");
+    let asked = request(id, place("45.248", "1.328"), place("45.264", "1.408"), (55, 95), 1);
+    app.accept(&passenger.key, &app.body(&passenger.id, asked, false));
+}
+
 #[test]
 fn matches_are_ranked_and_new_offers_reach_open_requests_live() {
     let app = TestApp::spawn();
@@ -394,16 +402,8 @@ fn matches_are_ranked_and_new_offers_reach_open_requests_live() {
     for member in [&early, &late, &aside, &passenger] {
         app.join(member, "Member");
     }
-    app.issue(&passenger, "5.00");
     let wanted = uuid(500);
-    app.accept(
-        &passenger.key,
-        &app.body(
-            &passenger.id,
-            request(&wanted, place("45.248", "1.328"), place("45.264", "1.408"), (55, 95), 1),
-            false,
-        ),
-    );
+    ask_near_ayen(&app, &passenger, &wanted);
 
     // The passenger follows the request live, from before any offer exists.
     let mut response = ureq::get(&format!("{}/v1/requests/{wanted}/events", app.base)).call().unwrap();
@@ -461,16 +461,8 @@ fn one_address_cannot_hold_every_live_stream() {
     let app = TestApp::spawn();
     let passenger = Member::new(61);
     app.join(&passenger, "Member");
-    app.issue(&passenger, "5.00");
     let wanted = uuid(600);
-    app.accept(
-        &passenger.key,
-        &app.body(
-            &passenger.id,
-            request(&wanted, place("45.248", "1.328"), place("45.264", "1.408"), (55, 95), 1),
-            false,
-        ),
-    );
+    ask_near_ayen(&app, &passenger, &wanted);
     let url = format!("{}/v1/requests/{wanted}/events", app.base);
     let agent = ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build());
     let mut open = Vec::new();
