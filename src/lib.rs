@@ -56,10 +56,12 @@
 //!   - `board.rs` — the ride board: open offers in a space-time R-tree, matches,
 //!     the public listing, notifications for live streams.
 //!   - `leaf.rs` — the leaf's exact bytes (`encode`, `decode`), `Posting`, the zero-sum assertion.
-//!   - `merkle.rs` — RFC 6962 hashes, the tree's right edge (`Frontier`), proofs.
+//!   - `merkle.rs` — RFC 6962 hashes, the tree's right edge (`Frontier`), proofs, the
+//!     order hashes are stored in (`stored_index`).
 //!   - `checkpoint.rs` — C2SP checkpoints in signed notes: sign, open strictly.
 //! - `store/` — SQLite:
-//!   - `mod.rs` — connections and their pragmas, genesis, the tree at start.
+//!   - `mod.rs` — connections and their pragmas, genesis, the tree at start (rebuilt
+//!     and checked against the checkpoint when its hashes are missing).
 //!   - `migrate.rs` — the numbered migrations of `sql/`, compiled in.
 //!   - `writer.rs` — the single writer thread, group commit, receipts, idempotency,
 //!     due server events, the tree and the checkpoint of each batch, the after-commit
@@ -73,8 +75,9 @@
 //! - `http/` — warp:
 //!   - `mod.rs` — routes (`ROUTES`), handlers (ride reads and the live stream too),
 //!     body limits and timeouts.
-//!   - `server.rs` — the accept loop: hyper HTTP/1.1, connection limits, header
-//!     timeout, graceful stop.
+//!   - `server.rs` — the accept loop: hyper HTTP/1.1, connection limits (`Counts`, which
+//!     also counts live streams per address), header timeout, `Allow` on 405s,
+//!     graceful stop.
 //!   - `limit.rs` — the per-client rate limit.
 //!   - `error.rs` — `ApiError`, every status and code, the rejection handler.
 //!   - `replies.rs` — JSON shapes of successful replies.
