@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -45,8 +45,10 @@ pub const TRANSACTION_LEAVES_MAX: usize = 50_000;
 /// a read is waiting for them. One transaction for many batches touches each
 /// account's pages once instead of once per batch.
 pub const GATHER_MAX: Duration = Duration::from_millis(1000);
-/// How often the indexer, while gathering, looks for a waiting read.
-const GATHER_POLL: Duration = Duration::from_millis(1);
+/// How often the indexer, while gathering, takes what has queued. It sleeps in
+/// between: a waiting read wakes it at once, and the writer's batches do not (a
+/// wake-up per batch, or per millisecond, cost more than the writing itself).
+const GATHER_DRAIN: Duration = Duration::from_millis(50);
 /// Leaves replayed per step when catching up at start.
 pub const CATCH_UP_CHUNK: u64 = 8192;
 /// How long a read waits for the derived tables to cover what was committed before
@@ -445,6 +447,8 @@ pub struct Progress {
     advanced: Condvar,
     /// Reads waiting for the indexer: while there are any, it writes at once.
     waiting: AtomicUsize,
+    /// Wakes the gathering indexer when a read starts waiting (with `indexed`'s lock).
+    nudge: Condvar,
 }
 
 impl Progress {
@@ -455,6 +459,7 @@ impl Progress {
             indexed: Mutex::new(size),
             advanced: Condvar::new(),
             waiting: AtomicUsize::new(0),
+            nudge: Condvar::new(),
         }
     }
 
@@ -477,6 +482,17 @@ impl Progress {
         self.advanced.notify_all();
     }
 
+    /// The indexer sleeps for `timeout`, or until a read waits for it; true if one does.
+    fn sleep_unless_waited_for(&self, timeout: Duration) -> bool {
+        let indexed = self.indexed.lock().expect("the progress lock");
+        let waiting = || self.waiting.load(Ordering::Acquire) > 0;
+        if waiting() {
+            return true;
+        }
+        let _ = self.nudge.wait_timeout_while(indexed, timeout, |_| !waiting()).expect("the progress lock");
+        waiting()
+    }
+
     /// Waits until the derived tables cover everything committed now.
     pub fn wait_caught_up(&self, timeout: Duration) -> Result<(), StoreError> {
         let target = self.committed();
@@ -485,6 +501,7 @@ impl Progress {
             return Ok(());
         }
         self.waiting.fetch_add(1, Ordering::AcqRel);
+        self.nudge.notify_one();
         let (indexed, waited) =
             self.advanced.wait_timeout_while(indexed, timeout, |indexed| *indexed < target).expect("the progress lock");
         self.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -541,15 +558,26 @@ fn run(mut connection: Connection, receiver: Receiver<Derived>, progress: &Progr
         // Gather until a read waits, the gathering time is up, the transaction is
         // big enough, or the writer has stopped.
         let started = Instant::now();
-        while pending.leaves.len() < TRANSACTION_LEAVES_MAX && progress.waiting.load(Ordering::Acquire) == 0 {
+        'gather: while pending.leaves.len() < TRANSACTION_LEAVES_MAX {
             let Some(left) = GATHER_MAX.checked_sub(started.elapsed()) else {
                 break;
             };
-            match receiver.recv_timeout(left.min(GATHER_POLL)) {
-                Ok(later) => pending.absorb(later),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            if progress.sleep_unless_waited_for(left.min(GATHER_DRAIN)) {
+                break;
             }
+            while pending.leaves.len() < TRANSACTION_LEAVES_MAX {
+                match receiver.try_recv() {
+                    Ok(later) => pending.absorb(later),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => break 'gather,
+                }
+            }
+        }
+        // What queued since the last drain belongs in this transaction too (a read
+        // that woke the indexer waits for it).
+        while pending.leaves.len() < TRANSACTION_LEAVES_MAX {
+            let Ok(later) = receiver.try_recv() else { break };
+            pending.absorb(later);
         }
         // A failed transaction (a full disk, say) is tried again with whatever has
         // queued meanwhile; reads wait, and answer 503 if it lasts.
