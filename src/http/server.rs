@@ -80,6 +80,8 @@ where
             },
             () = &mut stop => break,
         };
+        // A reply is one write; it goes out at once rather than wait on Nagle's timer.
+        let _ = stream.set_nodelay(true);
         let Ok(slot) = counts.enter(client.ip(), limits.connections, limits.connections_per_client) else {
             tokio::spawn(refuse(stream));
             continue;
