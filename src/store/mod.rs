@@ -59,7 +59,8 @@ pub fn open_writer(path: &Path) -> Result<Connection, StoreError> {
 /// How a writing connection syncs its commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Synchronous {
-    /// Every commit is fsynced before it returns: for the log.
+    /// Every commit is flushed to disk before it returns (`fdatasync`, as
+    /// `.cargo/config.toml` builds SQLite): for the log.
     Full,
     /// Commits are not fsynced (checkpoints are): consistent after a crash, but the
     /// last commits may be lost. For the derived tables, which the log rebuilds.
