@@ -220,7 +220,7 @@ pub enum RideChange {
     RemovePoint(String),
 }
 
-/// The storage key of an occurrence: "<offer id>/<date>".
+/// The storage key of an occurrence: `<offer id>/<date>`.
 pub fn occurrence_key(offer: &Id, date: Date) -> String {
     format!("{offer}/{}", clock::format_date(date))
 }

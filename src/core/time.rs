@@ -50,7 +50,7 @@ impl Timestamp {
         Ok(Timestamp { unix_ms })
     }
 
-    /// Parses the one form [`Timestamp::to_string`] writes, and nothing else.
+    /// Parses the one form its `Display` writes, and nothing else.
     pub fn parse_canonical(text: &str) -> Result<Timestamp, TimeError> {
         let timestamp = Timestamp::parse(text)?;
         if timestamp.to_string() != text {
