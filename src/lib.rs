@@ -17,7 +17,7 @@
 //! POST /v1/commands -> http: read body (limit, timeout)
 //!                   -> core::protocol::open_envelope: JSON, base64, canonical body, verify_strict
 //!                   -> store::writer (one thread, group commit):
-//!                        core::ledger::apply -> core::leaf::encode -> SQLite (one fsync per batch)
+//!                        core::ledger::apply -> core::leaf::encode -> SQLite (one fdatasync per batch)
 //!                   -> receipt {index, tx, accepted_at, ...}
 //!                   (behind: store::derived's indexer -> balances, postings, rides)
 //! ```

@@ -558,27 +558,17 @@ fn run(mut connection: Connection, receiver: Receiver<Derived>, progress: &Progr
         // Gather until a read waits, the gathering time is up, the transaction is
         // big enough, or the writer has stopped.
         let started = Instant::now();
-        'gather: while pending.leaves.len() < TRANSACTION_LEAVES_MAX {
+        while pending.leaves.len() < TRANSACTION_LEAVES_MAX {
             let Some(left) = GATHER_MAX.checked_sub(started.elapsed()) else {
                 break;
             };
-            if progress.sleep_unless_waited_for(left.min(GATHER_DRAIN)) {
+            if progress.sleep_unless_waited_for(left.min(GATHER_DRAIN)) || !take_queued(&receiver, &mut pending) {
                 break;
-            }
-            while pending.leaves.len() < TRANSACTION_LEAVES_MAX {
-                match receiver.try_recv() {
-                    Ok(later) => pending.absorb(later),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => break 'gather,
-                }
             }
         }
         // What queued since the last drain belongs in this transaction too (a read
         // that woke the indexer waits for it).
-        while pending.leaves.len() < TRANSACTION_LEAVES_MAX {
-            let Ok(later) = receiver.try_recv() else { break };
-            pending.absorb(later);
-        }
+        take_queued(&receiver, &mut pending);
         // A failed transaction (a full disk, say) is tried again with whatever has
         // queued meanwhile; reads wait, and answer 503 if it lasts.
         while let Err(error) = write(&mut connection, &pending) {
@@ -616,6 +606,19 @@ fn run(mut connection: Connection, receiver: Receiver<Derived>, progress: &Progr
     if let Err((_, error)) = connection.close() {
         tracing::error!(%error, "closing the derived tables failed");
     }
+}
+
+/// Absorbs what has queued into `pending`, up to [`TRANSACTION_LEAVES_MAX`] leaves;
+/// false once the writer has stopped and nothing is left.
+fn take_queued(receiver: &Receiver<Derived>, pending: &mut Derived) -> bool {
+    while pending.leaves.len() < TRANSACTION_LEAVES_MAX {
+        match receiver.try_recv() {
+            Ok(later) => pending.absorb(later),
+            Err(TryRecvError::Empty) => return true,
+            Err(TryRecvError::Disconnected) => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
