@@ -50,6 +50,13 @@ pub struct ServeArgs {
     /// command on its own, for the benchmark that compares the two.
     #[arg(long, env = "COVOIT_BATCH_MAX", default_value_t = crate::store::writer::BATCH_COMMANDS_MAX, hide = true)]
     pub batch_max: usize,
+    /// Longest a batch of commands waits for more, in microseconds from the previous
+    /// batch, when more clients are connected than --commit-siblings; 0 never waits.
+    #[arg(long, env = "COVOIT_COMMIT_WAIT_US", default_value_t = crate::store::writer::COMMIT_WAIT_DEFAULT.as_micros() as u64)]
+    pub commit_wait_us: u64,
+    /// Connected clients a batch of commands does not wait for (group commit).
+    #[arg(long, env = "COVOIT_COMMIT_SIBLINGS", default_value_t = crate::store::writer::COMMIT_SIBLINGS_DEFAULT)]
+    pub commit_siblings: usize,
 }
 
 /// Everything the service needs to start.
@@ -65,6 +72,7 @@ pub struct Config {
     pub rate_per_client: u32,
     pub connections: crate::http::server::Limits,
     pub batch_max: usize,
+    pub pacing: crate::store::writer::Pacing,
     pub clock: Clock,
 }
 
@@ -92,6 +100,7 @@ impl Config {
             rate_per_client: crate::http::limit::RATE_PER_CLIENT_DEFAULT,
             connections: crate::http::server::Limits::default(),
             batch_max: crate::store::writer::BATCH_COMMANDS_MAX,
+            pacing: crate::store::writer::Pacing::default(),
             clock: Clock::System,
         }
     }
@@ -125,6 +134,10 @@ impl Config {
                 ..crate::http::server::Limits::default()
             },
             batch_max: args.batch_max,
+            pacing: crate::store::writer::Pacing {
+                wait: std::time::Duration::from_micros(args.commit_wait_us),
+                siblings: args.commit_siblings,
+            },
             clock: Clock::System,
         })
     }

@@ -139,6 +139,7 @@ impl Service {
             ledger_key,
             clock.clone(),
             config.batch_max,
+            config.pacing,
             after_commit,
             derivation,
         )
@@ -174,10 +175,15 @@ impl Service {
         let local_addr =
             listener.local_addr().map_err(|source| StartError::Listen { address: config.listen, source })?;
         let (shutdown, stop_signal) = oneshot::channel::<()>();
-        let server =
-            tokio::spawn(http::server::serve(listener, http::routes(app.clone()), config.connections, async {
+        let server = tokio::spawn(http::server::serve(
+            listener,
+            http::routes(app.clone()),
+            config.connections,
+            app.writer.senders().clone(),
+            async {
                 let _ = stop_signal.await;
-            }));
+            },
+        ));
         tracing::info!(address = %local_addr, "listening");
         Ok(Service { local_addr, ledger_id, app, shutdown, server, timer, checkpointer: Some(checkpointer) })
     }

@@ -656,25 +656,29 @@ async fn get_events(id: String, client: Option<server::ClientAddr>, app: Arc<App
     let opening = warp::sse::Event::default().event("matches").json_data(replies::matches(&id, &first));
     let receiver = app.notifications.subscribe();
     let stopping = app.stopping.subscribe();
-    let updates = futures_util::stream::unfold((receiver, stopping, permit, request_id), |mut state| async move {
-        loop {
-            let (receiver, stopping, _, request) = &mut state;
-            let notification = tokio::select! {
-                notification = receiver.recv() => notification,
-                _ = stopping.changed() => return None,
-            };
-            let event = match notification {
-                Ok(notification) if notification.request() == request => event_of(&notification),
-                Ok(_) => continue,
-                // Fell behind: the client should reload what it shows.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    warp::sse::Event::default().event("reload").data("{}")
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            };
-            return Some((Ok::<_, Infallible>(event), state));
-        }
-    });
+    // A connection holding a stream sends no command meanwhile: group commit does
+    // not wait for it.
+    let away = app.writer.senders().step_away();
+    let updates =
+        futures_util::stream::unfold((receiver, stopping, (permit, away), request_id), |mut state| async move {
+            loop {
+                let (receiver, stopping, _, request) = &mut state;
+                let notification = tokio::select! {
+                    notification = receiver.recv() => notification,
+                    _ = stopping.changed() => return None,
+                };
+                let event = match notification {
+                    Ok(notification) if notification.request() == request => event_of(&notification),
+                    Ok(_) => continue,
+                    // Fell behind: the client should reload what it shows.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        warp::sse::Event::default().event("reload").data("{}")
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                };
+                return Some((Ok::<_, Infallible>(event), state));
+            }
+        });
     let opening = futures_util::stream::iter(opening.ok().map(Ok::<_, Infallible>));
     let stream = opening.chain(updates);
     warp::sse::reply(warp::sse::keep_alive().interval(STREAM_KEEP_ALIVE).stream(stream)).into_response()

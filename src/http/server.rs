@@ -26,6 +26,8 @@ use warp::http::StatusCode;
 use warp::http::header::ALLOW;
 use warp::reply::Response;
 
+use crate::store::writer::Senders;
+
 /// Open connections the service holds at once, by default.
 pub const CONNECTIONS_MAX: usize = 4096;
 /// Open connections one address may hold at once, by default.
@@ -59,8 +61,13 @@ pub struct ClientAddr(pub SocketAddr);
 
 /// Serves `filter` on `listener` until `stop` resolves, then lets the requests in
 /// flight finish (new ones are refused) and returns.
-pub async fn serve<F>(listener: TcpListener, filter: F, limits: Limits, stop: impl Future<Output = ()>)
-where
+pub async fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    limits: Limits,
+    senders: Senders,
+    stop: impl Future<Output = ()>,
+) where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
     F::Future: Send,
 {
@@ -86,6 +93,7 @@ where
             tokio::spawn(refuse(stream));
             continue;
         };
+        let sender = senders.arrive();
         let service = service.clone();
         let serve = move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ClientAddr(client));
@@ -112,6 +120,7 @@ where
                 tracing::debug!(%error, "a connection ended in error");
             }
             drop(slot);
+            drop(sender);
         });
     }
     drop(listener);

@@ -14,7 +14,9 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -38,6 +40,79 @@ use crate::store::{self, StoreError, to_i64};
 pub const BATCH_COMMANDS_MAX: usize = 1024;
 /// Most commands waiting for the writer; senders wait (back-pressure) beyond it.
 pub const QUEUE_COMMANDS_MAX: usize = 8192;
+/// How long a batch may wait for more commands, counted from the previous batch's
+/// start, when many clients are connected (see [`Pacing`]).
+pub const COMMIT_WAIT_DEFAULT: Duration = Duration::from_millis(3);
+/// Connected clients a batch does not wait for (see [`Pacing`]).
+pub const COMMIT_SIBLINGS_DEFAULT: usize = 16;
+/// How often a waiting batch looks for new commands.
+const COMMIT_WAIT_STEP: Duration = Duration::from_micros(200);
+
+/// When a batch waits for more commands before it commits, like PostgreSQL's
+/// `commit_delay` and `commit_siblings`.
+///
+/// Each commit costs the machine about 200 µs of CPU time whatever its size
+/// (`fdatasync`, the checkpoint's signature, SQLite's commit). With many clients
+/// connected, the cores are busy checking their signatures, and batches can grow
+/// without leaving a core idle: a batch then waits, until all connected clients but
+/// `siblings` have a command in it, or `wait` after the previous batch began. With
+/// few clients, a wait would leave the cores idle and cost throughput, so there is
+/// none: at most `siblings` connected clients, the writer commits what has queued at
+/// once, as it always did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// Longest wait, from the previous batch's start; zero never waits.
+    pub wait: Duration,
+    /// Connected clients a batch does not wait for.
+    pub siblings: usize,
+}
+
+impl Default for Pacing {
+    fn default() -> Pacing {
+        Pacing { wait: COMMIT_WAIT_DEFAULT, siblings: COMMIT_SIBLINGS_DEFAULT }
+    }
+}
+
+/// How many clients could send a command at this moment: the open connections, less
+/// those holding a live event stream. The HTTP layer keeps it; [`Pacing`] reads it.
+#[derive(Debug, Clone, Default)]
+pub struct Senders(Arc<AtomicUsize>);
+
+impl Senders {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Counts one more sender until the guard is dropped (a connection).
+    pub fn arrive(&self) -> SenderGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        SenderGuard { senders: self.clone(), arrived: true }
+    }
+
+    /// Counts one sender fewer until the guard is dropped (a connection that holds an
+    /// event stream, and sends nothing while it does).
+    pub fn step_away(&self) -> SenderGuard {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+        SenderGuard { senders: self.clone(), arrived: false }
+    }
+}
+
+/// Undoes [`Senders::arrive`] or [`Senders::step_away`] when dropped.
+#[derive(Debug)]
+pub struct SenderGuard {
+    senders: Senders,
+    arrived: bool,
+}
+
+impl Drop for SenderGuard {
+    fn drop(&mut self) {
+        if self.arrived {
+            self.senders.0.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.senders.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// What a client gets for an accepted command. A pure function of the stored leaf, so
 /// the same command posted again gets the same receipt.
@@ -81,25 +156,33 @@ struct Submission {
 pub struct WriterHandle {
     sender: mpsc::Sender<Message>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+    senders: Senders,
 }
 
 impl WriterHandle {
     /// Starts the writer thread with the state and tree loaded from `connection`; it
     /// signs a checkpoint with `ledger_key` after each batch and hands what each batch
-    /// changed to the indexer of `derivation`.
+    /// changed to the indexer of `derivation`. Batches wait for more commands as
+    /// `pacing` says.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         connection: Connection,
         ledger: Ledger,
         ledger_key: SigningKey,
         clock: Clock,
         batch_max: usize,
+        pacing: Pacing,
         after_commit: AfterCommit,
         derivation: Derivation,
     ) -> std::io::Result<WriterHandle> {
         assert_eq!(ledger.state.size(), ledger.frontier.size(), "the tree covers the whole log");
         let (sender, receiver) = mpsc::channel(QUEUE_COMMANDS_MAX);
         let batch_max = batch_max.clamp(1, BATCH_COMMANDS_MAX);
+        let senders = Senders::default();
         let writer = Writer {
+            pacing,
+            senders: senders.clone(),
+            last_batch: Instant::now(),
             connection,
             ledger,
             ledger_key,
@@ -112,7 +195,12 @@ impl WriterHandle {
             recent: Recent::default(),
         };
         let thread = std::thread::Builder::new().name("covoit-writer".into()).spawn(move || writer.run())?;
-        Ok(WriterHandle { sender, thread: std::sync::Mutex::new(Some(thread)) })
+        Ok(WriterHandle { sender, thread: std::sync::Mutex::new(Some(thread)), senders })
+    }
+
+    /// The count of clients that could send a command, for the HTTP layer to keep.
+    pub fn senders(&self) -> &Senders {
+        &self.senders
     }
 
     /// Queues a verified command and waits for its batch to commit.
@@ -230,6 +318,10 @@ struct Writer {
     after_commit: AfterCommit,
     derivation: Derivation,
     recent: Recent,
+    pacing: Pacing,
+    senders: Senders,
+    /// When the last batch was taken, for [`Pacing::wait`].
+    last_batch: Instant,
 }
 
 /// What the writer takes in one go: commands, and ticks asking for due events.
@@ -259,7 +351,8 @@ impl Writer {
         }
     }
 
-    /// Waits for one submission or tick, then takes whatever else is queued.
+    /// Waits for one submission or tick, then takes whatever else is queued, and
+    /// what arrives while [`Pacing`] says to wait.
     fn next_batch(&mut self) -> Option<Batch> {
         if self.stopping {
             return None;
@@ -270,6 +363,21 @@ impl Writer {
             Some(Message::Tick(done)) => batch.ticks.extend(done),
             Some(Message::Stop) | None => return None,
         }
+        self.take_queued(&mut batch);
+        while self.waits_for_more(&batch) {
+            let left = self.pacing.wait.saturating_sub(self.last_batch.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(COMMIT_WAIT_STEP));
+            self.take_queued(&mut batch);
+        }
+        self.last_batch = Instant::now();
+        Some(batch)
+    }
+
+    /// Adds what is queued to `batch`, up to the batch's size limit.
+    fn take_queued(&mut self, batch: &mut Batch) {
         while batch.submissions.len() < self.batch_max {
             match self.receiver.try_recv() {
                 Ok(Message::Submit(submission)) => batch.submissions.push(*submission),
@@ -281,7 +389,16 @@ impl Writer {
                 Err(_) => break,
             }
         }
-        Some(batch)
+    }
+
+    /// Whether more than [`Pacing::siblings`] connected clients have no command in
+    /// `batch` yet (a batch of commands with room to grow, the writer not stopping).
+    fn waits_for_more(&self, batch: &Batch) -> bool {
+        let commands = batch.submissions.len();
+        !self.stopping
+            && !self.pacing.wait.is_zero()
+            && (1..self.batch_max).contains(&commands)
+            && commands + self.pacing.siblings < self.senders.count()
     }
 
     fn process(&mut self, batch: Batch) {

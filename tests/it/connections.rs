@@ -6,8 +6,9 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use covoit::http::server::Limits;
+use covoit::store::writer::Pacing;
 
-use crate::support::TestApp;
+use crate::support::{Member, TestApp};
 
 /// A connection from a chosen loopback address (127.0.0.x), so that "another client"
 /// is another address, as it is for the limits.
@@ -174,4 +175,45 @@ fn raise_open_files_limit(wanted: u64) {
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
+}
+
+/// Group commit waits for more commands only when many clients are connected
+/// (`Pacing`): a lone command then waits, up to the wait; with few connected it is
+/// answered at once, and it is again once the others have gone.
+#[test]
+fn a_batch_waits_for_connected_clients_only_when_many_are_connected() {
+    let wait = Duration::from_secs(2);
+    let folder = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_with(folder, |config| config.pacing = Pacing { wait, siblings: 2 });
+    let member = Member::new(1);
+    app.join(&member, "Ana");
+    let timed = |app: &TestApp| {
+        let started = Instant::now();
+        app.issue(&member, "1.00");
+        started.elapsed()
+    };
+    // One connection (the test's own): no wait.
+    assert!(timed(&app) < wait / 2);
+
+    // Three more clients connected, idle after one request each.
+    let target: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(target).unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: covoit\r\n\r\n").unwrap();
+        let mut answer = [0u8; 1024];
+        assert!(stream.read(&mut answer).unwrap() > 0, "the service answers the idle client");
+        idle.push(stream);
+    }
+    app.issue(&member, "1.00");
+    // The next command comes alone, right after a batch: it waits for the others.
+    let waited = timed(&app);
+    assert!(waited >= wait / 2, "a lone command among four connected clients waited only {waited:?}");
+
+    // The others leave: no wait any more.
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    app.issue(&member, "1.00");
+    assert!(timed(&app) < wait / 2);
+    assert_eq!(app.balance(&member.id), "5.00");
 }
