@@ -6,7 +6,8 @@
 //! with the pure state machine inside one SQLite transaction, commits it (one fsync
 //! for the batch) and only then answers each waiting request. While it commits, new
 //! commands queue up and form the next batch, so the fsync cost is shared and no lock
-//! is held across an fsync per request. Reads never go through here.
+//! is held across an fsync per request. With many clients connected, a batch also
+//! waits a little for more of them ([`Pacing`]). Reads never go through here.
 //!
 //! A batch's transaction holds only the log: its leaves, the new Merkle nodes and the
 //! ledger row with the new checkpoint. What the batch changed in balances, histories
