@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -76,12 +76,13 @@ impl Default for Pacing {
 
 /// How many clients could send a command at this moment: the open connections, less
 /// those holding a live event stream. The HTTP layer keeps it; [`Pacing`] reads it.
+/// Signed, as a stream's guard may briefly outlive its connection's.
 #[derive(Debug, Clone, Default)]
-pub struct Senders(Arc<AtomicUsize>);
+pub struct Senders(Arc<AtomicIsize>);
 
 impl Senders {
     pub fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        usize::try_from(self.0.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     /// Counts one more sender until the guard is dropped (a connection).
