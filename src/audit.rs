@@ -707,14 +707,21 @@ fn check_rides(connection: &Connection, state: &State) -> Result<(), Failure> {
 
 fn check_posting_sums(connection: &Connection, replayed: &HashMap<AccountId, (i64, u64)>) -> Result<(), Failure> {
     let mut statement = connection
-        .prepare("SELECT account, SUM(amount), COUNT(*) FROM postings GROUP BY account")
+        .prepare(
+            "SELECT p.account, a.account, SUM(p.amount), COUNT(*)
+               FROM postings p LEFT JOIN accounts a ON a.num = p.account
+              GROUP BY p.account ORDER BY a.account IS NOT NULL, p.account",
+        )
         .map_err(sql_failure)?;
     let rows = statement
-        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)))
+        .query_map([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
+        })
         .map_err(sql_failure)?;
     let mut seen = 0;
     for row in rows {
-        let (account, sum, count) = row.map_err(sql_failure)?;
+        let (num, account, sum, count) = row.map_err(sql_failure)?;
+        let account = account.ok_or_else(|| Failure::ledger(format!("the postings table names no account {num}")))?;
         let id = AccountId::parse(&account)
             .map_err(|_| Failure::ledger(format!("the postings table names \"{account}\"")))?;
         if replayed.get(&id) != Some(&(sum, count as u64)) {

@@ -35,7 +35,7 @@ use crate::core::time::Timestamp;
 use crate::store::{self, StoreError, to_i64, to_u64};
 
 /// The derived file's schema; a file with another version is rebuilt from the log.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 const SCHEMA: &str = include_str!("../../sql/derived/schema.sql");
 /// Committed batches the indexer may fall behind by before the writer waits for it.
 pub const QUEUE_BATCHES_MAX: usize = 4096;
@@ -189,11 +189,19 @@ pub fn write(connection: &mut Connection, derived: &Derived) -> Result<(), Store
             )));
         }
     }
+    // Accounts first: the commands and postings below name them by their `num`.
+    for account in derived.accounts.values() {
+        store::save_account(&transaction, account)?;
+    }
     {
-        let mut command = transaction
-            .prepare_cached("INSERT INTO commands (account, seq, leaf_index, tx) VALUES (?1, ?2, ?3, ?4)")?;
-        let mut posting = transaction
-            .prepare_cached("INSERT INTO postings (leaf_index, position, account, amount) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut command = transaction.prepare_cached(
+            "INSERT INTO commands (account, seq, leaf_index, tx)
+             VALUES ((SELECT num FROM accounts WHERE account = ?1), ?2, ?3, ?4)",
+        )?;
+        let mut posting = transaction.prepare_cached(
+            "INSERT INTO postings (leaf_index, position, account, amount)
+             VALUES (?1, ?2, (SELECT num FROM accounts WHERE account = ?3), ?4)",
+        )?;
         for leaf in &derived.leaves {
             let index = to_i64(leaf.index)?;
             if let Some((account, seq, tx)) = &leaf.command {
@@ -203,9 +211,6 @@ pub fn write(connection: &mut Connection, derived: &Derived) -> Result<(), Store
                 posting.execute(params![index, position as i64, entry.account.as_str(), entry.amount_minor])?;
             }
         }
-    }
-    for account in derived.accounts.values() {
-        store::save_account(&transaction, account)?;
     }
     for ((kind, id), object) in &derived.rides {
         store::save_ride_object(&transaction, kind, id, object.as_ref())?;
@@ -296,7 +301,9 @@ pub fn find_command(
     seq: Seq,
 ) -> Result<Option<(u64, [u8; 32])>, StoreError> {
     let mut statement =
-        connection.prepare_cached("SELECT leaf_index, tx FROM commands WHERE account = ?1 AND seq = ?2")?;
+        connection.prepare_cached(
+        "SELECT leaf_index, tx FROM commands WHERE account = (SELECT num FROM accounts WHERE account = ?1) AND seq = ?2",
+    )?;
     let row: Option<(i64, Vec<u8>)> = statement
         .query_row(params![account.as_str(), to_i64(seq.value())?], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;

@@ -360,16 +360,17 @@ fn postings(
         None => i64::MAX,
     };
     let newer: i64 = snapshot.query_row(
-        "SELECT COALESCE(SUM(amount), 0) FROM postings WHERE account = ?1 AND leaf_index >= ?2",
+        "SELECT COALESCE(SUM(amount), 0) FROM postings
+          WHERE account = (SELECT num FROM accounts WHERE account = ?1) AND leaf_index >= ?2",
         params![id.as_str(), before],
         |row| row.get(0),
     )?;
     let mut statement = snapshot.prepare_cached(
         "SELECT p.leaf_index, l.accepted_at, l.kind, SUM(p.amount), l.memo,
-                (SELECT group_concat(DISTINCT o.account) FROM postings o
+                (SELECT group_concat(DISTINCT a.account) FROM postings o JOIN accounts a ON a.num = o.account
                   WHERE o.leaf_index = p.leaf_index AND o.account <> p.account)
            FROM postings p JOIN leaves l ON l.leaf_index = p.leaf_index
-          WHERE p.account = ?1 AND p.leaf_index < ?2
+          WHERE p.account = (SELECT num FROM accounts WHERE account = ?1) AND p.leaf_index < ?2
           GROUP BY p.leaf_index
           ORDER BY p.leaf_index DESC
           LIMIT ?3",

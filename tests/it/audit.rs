@@ -375,6 +375,31 @@ fn every_tampering_is_found_and_named() {
             expected: "differs from the log's",
         },
         Tamper {
+            name: "move a stored posting to another account",
+            change: Box::new(move |db, _| {
+                db.execute(
+                    "UPDATE postings SET account = (SELECT num FROM accounts WHERE account = 'reserve')
+                      WHERE leaf_index = (SELECT MAX(leaf_index) FROM postings) AND amount > 0",
+                    [],
+                )
+                .unwrap();
+            }),
+            expected_leaf: None,
+            expected: "the postings table's entries for",
+        },
+        Tamper {
+            name: "a stored posting names no account",
+            change: Box::new(move |db, _| {
+                db.execute(
+                    "UPDATE postings SET account = 1000000 WHERE leaf_index = (SELECT MAX(leaf_index) FROM postings)",
+                    [],
+                )
+                .unwrap();
+            }),
+            expected_leaf: None,
+            expected: "names no account",
+        },
+        Tamper {
             name: "insert an operator issue without the operator key",
             change: Box::new(|db, context| {
                 let leaves = leaves_of(db);
