@@ -411,19 +411,30 @@ impl Writer {
         self.recent.forget_below(self.derivation.progress.indexed());
         let first_index = self.ledger.state.size();
         match self.write_batch(&submissions, accepted_at) {
-            Ok((decisions, changes, derived)) => {
-                if let Some(derived) = derived {
-                    self.derivation.live.update(derived.accounts.values());
-                    self.derivation.progress.set_committed(derived.size);
-                    self.derivation.indexer.send(derived);
+            Ok((decisions, changes, written)) => {
+                // Reads see the batch before its clients hear back: the accounts now,
+                // and the rest once the indexer has written it (reads wait for that).
+                let state = &self.ledger.state;
+                if written.is_some() {
+                    self.derivation.live.update(changes.accounts.iter().filter_map(|id| state.account(id)));
+                    self.derivation.progress.set_committed(state.size());
                 }
                 if changes != Changes::default() {
-                    (self.after_commit)(&self.ledger.state, &changes);
+                    (self.after_commit)(state, &changes);
                 }
                 for (submission, decision) in submissions.into_iter().zip(decisions) {
                     let answer = self.answer(decision);
                     // The client may have gone away; its command is stored all the same.
                     let _ = submission.reply.send(answer);
+                }
+                // The indexer's copy of what changed is made after the answers, off
+                // the clients' path.
+                if let Some((leaves, last_leaf_hash)) = written {
+                    let state = &self.ledger.state;
+                    let mut derived = Derived::new(state, last_leaf_hash);
+                    derived.leaves = leaves;
+                    derived.touch(state, &changes.accounts, &changes.rides);
+                    self.derivation.indexer.send(derived);
                 }
             }
             Err(error) => {
@@ -451,13 +462,14 @@ impl Writer {
     }
 
     /// Appends the server events now due, then applies the commands, in one
-    /// transaction; extends the tree, signs a checkpoint and commits. Returns what the
-    /// derived tables are to record, when anything was accepted.
+    /// transaction; extends the tree, signs a checkpoint and commits. Returns the new
+    /// leaves as the derived tables record them, and the last one's hash, when
+    /// anything was accepted.
     fn write_batch(
         &mut self,
         batch: &[Submission],
         accepted_at: Timestamp,
-    ) -> Result<(Vec<Decision>, Changes, Option<Derived>), StoreError> {
+    ) -> Result<(Vec<Decision>, Changes, Option<(Vec<DerivedLeaf>, Hash)>), StoreError> {
         let Writer { connection, ledger, ledger_key, derivation, recent, .. } = self;
         let first_index = ledger.state.size();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -513,10 +525,7 @@ impl Writer {
             leaf::assert_zero_sum(&leaf.postings);
         }
         transaction.commit()?;
-        let mut derived = Derived::new(&ledger.state, last_leaf_hash);
-        derived.leaves = leaves;
-        derived.touch(&ledger.state, &changes.accounts, &changes.rides);
-        Ok((decisions, changes, Some(derived)))
+        Ok((decisions, changes, Some((leaves, last_leaf_hash))))
     }
 
     /// After a failed batch the in-memory state may hold changes that were rolled
