@@ -335,6 +335,13 @@ struct Batch {
     ticks: Vec<oneshot::Sender<()>>,
 }
 
+/// The leaves a committed batch added, as the derived tables record them, and the
+/// last one's Merkle leaf hash.
+struct Written {
+    leaves: Vec<DerivedLeaf>,
+    last_leaf_hash: Hash,
+}
+
 /// What the writer decided for one submission, before the batch commits.
 enum Decision {
     /// A new leaf, with its Merkle leaf hash.
@@ -431,7 +438,7 @@ impl Writer {
                 }
                 // The indexer's copy of what changed is made after the answers, off
                 // the clients' path.
-                if let Some((leaves, last_leaf_hash)) = written {
+                if let Some(Written { leaves, last_leaf_hash }) = written {
                     let state = &self.ledger.state;
                     let mut derived = Derived::new(state, last_leaf_hash);
                     derived.leaves = leaves;
@@ -464,14 +471,13 @@ impl Writer {
     }
 
     /// Appends the server events now due, then applies the commands, in one
-    /// transaction; extends the tree, signs a checkpoint and commits. Returns the new
-    /// leaves as the derived tables record them, and the last one's hash, when
-    /// anything was accepted.
+    /// transaction; extends the tree, signs a checkpoint and commits. Returns what was
+    /// written, when anything was accepted.
     fn write_batch(
         &mut self,
         batch: &[Submission],
         accepted_at: Timestamp,
-    ) -> Result<(Vec<Decision>, Changes, Option<(Vec<DerivedLeaf>, Hash)>), StoreError> {
+    ) -> Result<(Vec<Decision>, Changes, Option<Written>), StoreError> {
         let Writer { connection, ledger, ledger_key, derivation, recent, .. } = self;
         let first_index = ledger.state.size();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -527,7 +533,7 @@ impl Writer {
             leaf::assert_zero_sum(&leaf.postings);
         }
         transaction.commit()?;
-        Ok((decisions, changes, Some((leaves, last_leaf_hash))))
+        Ok((decisions, changes, Some(Written { leaves, last_leaf_hash })))
     }
 
     /// After a failed batch the in-memory state may hold changes that were rolled
