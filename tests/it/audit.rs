@@ -376,7 +376,7 @@ fn every_tampering_is_found_and_named() {
         },
         Tamper {
             name: "move a stored posting to another account",
-            change: Box::new(move |db, _| {
+            change: Box::new(|db, _| {
                 db.execute(
                     "UPDATE postings SET account = (SELECT num FROM accounts WHERE account = 'reserve')
                       WHERE leaf_index = (SELECT MAX(leaf_index) FROM postings) AND amount > 0",
@@ -389,7 +389,7 @@ fn every_tampering_is_found_and_named() {
         },
         Tamper {
             name: "a stored posting names no account",
-            change: Box::new(move |db, _| {
+            change: Box::new(|db, _| {
                 db.execute(
                     "UPDATE postings SET account = 1000000 WHERE leaf_index = (SELECT MAX(leaf_index) FROM postings)",
                     [],
