@@ -214,7 +214,7 @@ impl Population {
         let sign_client = |client: usize| -> Queue {
             let own = (client..count).step_by(clients).collect::<Vec<_>>();
             let mut next = own.iter().map(|&account| self.accounts[account].next_seq).collect::<Vec<_>>();
-            let mut random = Xorshift(0x9e37_79b9_7f4a_7c15 ^ ((client as u64 + 1) * 0x2545_f491_4f6c_dd1d));
+            let mut random = Xorshift(0x9e37_79b9_7f4a_7c15 ^ (client as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
             let mut requests = Vec::with_capacity(per_client);
             for n in 0..per_client {
                 let slot = n % own.len();

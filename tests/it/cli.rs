@@ -136,3 +136,28 @@ fn the_readme_walk_through_works_and_sigterm_stops_cleanly() {
     assert_eq!(get(&server, &format!("/v1/accounts/{alice}"))["balance"], "16.50");
     assert!(server.terminate().success());
 }
+
+#[test]
+fn the_load_generator_lands_every_payment_it_counts() {
+    let temp = tempfile::tempdir().unwrap();
+    let folder = temp.path();
+    let server = Server::start(folder);
+    let size_before = get(&server, "/healthz")["size"].as_u64().unwrap();
+    // Exits non-zero on any refusal or broken connection.
+    let args = "load --operator-key keys/operator-demo.key --accounts 8 --clients 1,8 --seconds 0.5";
+    let output = covoit(folder, &server, &args.split(' ').collect::<Vec<_>>());
+    let report = stdout(&output);
+    let mut payments = 0;
+    for (line, clients) in report.lines().zip(["1", "8"]) {
+        let words = line.split_whitespace().collect::<Vec<_>>();
+        assert_eq!(words[..2], ["clients", clients], "{report}");
+        assert_eq!(words[2], "payments", "{report}");
+        let count: u64 = words[3].parse().unwrap();
+        assert!(count > 0, "no payment went through: {report}");
+        payments += count;
+    }
+    // Each account: registered, approved and funded by the desk; then the payments.
+    let size = get(&server, "/healthz")["size"].as_u64().unwrap();
+    assert_eq!(size, size_before + 8 * 3 + payments, "{report}");
+    assert!(server.terminate().success());
+}
