@@ -41,6 +41,7 @@ const TEXT = {
     mon: "lundi", tue: "mardi", wed: "mercredi", thu: "jeudi", fri: "vendredi", sat: "samedi", sun: "dimanche",
     seats: "Places", offer_button: "Proposer ce trajet", from_time: "Pas avant", to_time: "Pas après",
     request_button: "Chercher un conducteur", matches: "Trajets qui conviennent", live: "Cette liste se met à jour toute seule.",
+    rides_news: "Une réservation vient d'arriver ou de changer : la liste est à jour.",
     no_match: "Aucun trajet pour l'instant. Vous serez prévenu dès qu'un trajet convient.",
     departure: "Départ", pickup_at: "Prise en charge vers", detour: "Détour", fare: "Prix", seats_free: "Places libres",
     book: "Réserver", my_offers: "Mes trajets proposés", my_requests: "Mes demandes", my_bookings: "Mes réservations",
@@ -87,6 +88,7 @@ const TEXT = {
     mon: "Monday", tue: "Tuesday", wed: "Wednesday", thu: "Thursday", fri: "Friday", sat: "Saturday", sun: "Sunday",
     seats: "Seats", offer_button: "Offer this ride", from_time: "Not before", to_time: "Not after",
     request_button: "Find a driver", matches: "Rides that fit", live: "This list updates by itself.",
+    rides_news: "A booking has just arrived or changed: the list is up to date.",
     no_match: "No ride yet. You will see one here as soon as one fits.",
     departure: "Leaves", pickup_at: "Pickup around", detour: "Detour", fare: "Fare", seats_free: "Free seats",
     book: "Book", my_offers: "Rides I offer", my_requests: "My requests", my_bookings: "My bookings",
@@ -660,10 +662,11 @@ function bookingActions(booking, myAccount) {
 }
 
 async function ridesScreen() {
+  closeStream();
   const me = await needMe();
   if (!me) return;
   const rides = await api(`/v1/accounts/${me.account}/rides`);
-  const bookings = rides.bookings.map((b) => `<li class="card booking" data-booking="${escape(b.booking)}">
+  const bookings = rides.bookings.map((b) => `<li class="card booking" data-booking="${escape(b.booking)}" data-status="${escape(b.status)}">
       <p><strong>${b.driver === me.account ? t("as_driver") : t("as_passenger")}</strong> · ${escape(when(b.pickup_at))}<br>
       ${t("status")} : <span class="status-badge">${escape(statusText(b.status))}</span> · ${t("fare")} : ${money(b.fare)} · ${escape(km(b.distance_km))}</p>
       ${bookingActions(b, me.account)}</li>`).join("");
@@ -676,7 +679,7 @@ async function ridesScreen() {
   }).join("");
   const requests = rides.requests.map((r) => `<li class="card"><p>${escape(when(r.earliest))} – ${escape(when(r.latest))} · ${escape(km(r.distance_km))}</p>
       ${r.withdrawn ? "" : `<a class="button secondary" href="#/demande/${escape(r.request)}">${t("see_matches")}</a>`}</li>`).join("");
-  main().innerHTML = `<h1>${t("rides")}</h1>
+  main().innerHTML = `<h1>${t("rides")}</h1><p>${t("live")}</p>
     <h2>${t("my_bookings")}</h2><ul class="rides" id="bookings">${bookings || `<li>${t("none")}</li>`}</ul>
     <h2>${t("my_offers")}</h2><ul class="rides">${offers || `<li>${t("none")}</li>`}</ul>
     <h2>${t("my_requests")}</h2><ul class="rides">${requests || `<li>${t("none")}</li>`}</ul>`;
@@ -692,6 +695,23 @@ async function ridesScreen() {
       await attempt(() => send(me, me.account, { type: "ride.cancel", offer: button.dataset.offer }), () => ridesScreen());
     };
   }
+  // A booking made or changed by someone else (a passenger booking the driver's ride,
+  // the driver accepting) redraws this screen: the member's live stream.
+  if (!location.hash.startsWith("#/trajets")) return;
+  const stream = new EventSource(`/v1/accounts/${me.account}/events`);
+  const shown = (change) =>
+    main().querySelector(`li.booking[data-booking="${CSS.escape(change.booking)}"]`)?.dataset.status === change.status;
+  stream.addEventListener("booking", (event) => {
+    const change = JSON.parse(event.data);
+    // A change made here is redrawn by its own action: give that a moment first.
+    setTimeout(async () => {
+      if (stream.readyState === EventSource.CLOSED || shown(change)) return;
+      await ridesScreen();
+      say(t("rides_news"));
+    }, 300);
+  });
+  stream.addEventListener("reload", () => ridesScreen());
+  closeStream = () => stream.close();
 }
 
 async function pointsScreen() {

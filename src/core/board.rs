@@ -89,8 +89,8 @@ pub struct Listing {
 pub enum Notification {
     /// A new offer fits an open request.
     Match { request: Id, found: Box<Match> },
-    /// A booking of the request changed.
-    Booking { request: Id, booking: Id, status: &'static str },
+    /// A booking of the request changed (it names the ride's driver and passenger).
+    Booking { request: Id, booking: Id, status: &'static str, driver: AccountId, passenger: AccountId },
 }
 
 impl Notification {
@@ -98,6 +98,12 @@ impl Notification {
         match self {
             Notification::Match { request, .. } | Notification::Booking { request, .. } => request,
         }
+    }
+
+    /// Whether a member's own stream shows it: a change to a booking they drive or
+    /// ride in.
+    pub fn concerns(&self, account: &AccountId) -> bool {
+        matches!(self, Notification::Booking { driver, passenger, .. } if driver == account || passenger == account)
     }
 }
 
@@ -183,6 +189,8 @@ impl Board {
                         request: booking.request.clone(),
                         booking: booking.id.clone(),
                         status: booking.status.as_str(),
+                        driver: booking.driver.clone(),
+                        passenger: booking.passenger.clone(),
                     });
                 }
                 _ => {}

@@ -63,6 +63,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/bookings"),
     ("GET", "/v1/bookings/{id}"),
     ("GET", "/v1/accounts/{id}/rides"),
+    ("GET", "/v1/accounts/{id}/events"),
     ("GET", "/v1/checkpoint"),
     ("GET", "/v1/log"),
     ("GET", "/v1/proof/inclusion"),
@@ -471,8 +472,15 @@ fn ride_routes(
         .and(warp::query::<BookingsQuery>())
         .and(with_app.clone())
         .then(get_bookings);
-    let account_rides =
-        warp::path!("v1" / "accounts" / String / "rides").and(warp::get()).and(with_app).then(get_account_rides);
+    let account_rides = warp::path!("v1" / "accounts" / String / "rides")
+        .and(warp::get())
+        .and(with_app.clone())
+        .then(get_account_rides);
+    let account_events = warp::path!("v1" / "accounts" / String / "events")
+        .and(warp::get())
+        .and(warp::ext::optional::<server::ClientAddr>())
+        .and(with_app)
+        .then(get_account_events);
     points
         .or(listing)
         .unify()
@@ -487,6 +495,8 @@ fn ride_routes(
         .or(events)
         .unify()
         .or(account_rides)
+        .unify()
+        .or(account_events)
         .unify()
         .or(account_list)
         .unify()
@@ -632,6 +642,8 @@ pub const STREAM_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// and each change to its bookings, as server-sent events.
 async fn get_events(id: String, client: Option<server::ClientAddr>, app: Arc<App>) -> Response {
     let Ok(request_id) = Id::parse("request", &id) else { return unknown_ride(&id).into_response() };
+    // Subscribed before the opening is read, so that no change falls between the two.
+    let receiver = app.notifications.subscribe();
     let first = {
         let board = app.board.read().expect("the board's lock");
         board.request(&request_id).map(|request| board.matches(request, app.clock.now()))
@@ -640,46 +652,93 @@ async fn get_events(id: String, client: Option<server::ClientAddr>, app: Arc<App
         let message = format!("there is no open request \"{id}\" to follow");
         return ApiError::new(StatusCode::NOT_FOUND, "unknown_ride", message).into_response();
     };
-    let address = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |client| client.0.ip());
-    let permit = match app.streams.enter(address, STREAMS_MAX, STREAMS_PER_CLIENT_MAX) {
+    let permit = match enter_stream(&app, client) {
         Ok(permit) => permit,
-        Err(full) => {
-            let message = match full {
-                server::Full::All => format!("{STREAMS_MAX} live streams are open, the most allowed; try again later"),
-                server::Full::Client => format!(
-                    "{STREAMS_PER_CLIENT_MAX} live streams are open from your address, the most allowed; close one first"
-                ),
-            };
-            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_streams", message).into_response();
-        }
+        Err(error) => return error.into_response(),
     };
     let opening = warp::sse::Event::default().event("matches").json_data(replies::matches(&id, &first));
+    live_stream(&app, receiver, permit, opening.ok(), move |notification| notification.request() == &request_id)
+}
+
+/// A member's live stream: first their rides (as `GET /v1/accounts/{id}/rides`), then
+/// each change to a booking they drive or ride in, as server-sent events. A driver's
+/// page learns of a new booking this way.
+async fn get_account_events(id: String, client: Option<server::ClientAddr>, app: Arc<App>) -> Response {
+    let account = match parse_account(&id) {
+        Ok(account) => account,
+        Err(error) => return error.into_response(),
+    };
+    // Subscribed before the opening is read, so that no change falls between the two.
     let receiver = app.notifications.subscribe();
+    let rides = {
+        let account = account.clone();
+        read(&app, move |reader| match reader.account(&account)? {
+            Some(_) => reader.rides_of(&account).map(Some),
+            None => Ok(None),
+        })
+        .await
+    };
+    let objects = match rides {
+        Ok(Some(objects)) => objects,
+        Ok(None) => return unknown_account(&id).into_response(),
+        Err(error) => return error.into_response(),
+    };
+    let permit = match enter_stream(&app, client) {
+        Ok(permit) => permit,
+        Err(error) => return error.into_response(),
+    };
+    let opening = warp::sse::Event::default().event("rides").json_data(replies::rides(&id, &objects));
+    live_stream(&app, receiver, permit, opening.ok(), move |notification| notification.concerns(&account))
+}
+
+/// A place for one more live stream, or the 503 that says there is none.
+fn enter_stream(app: &App, client: Option<server::ClientAddr>) -> Result<server::Slot, ApiError> {
+    let address = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |client| client.0.ip());
+    app.streams.enter(address, STREAMS_MAX, STREAMS_PER_CLIENT_MAX).map_err(|full| {
+        let message = match full {
+            server::Full::All => format!("{STREAMS_MAX} live streams are open, the most allowed; try again later"),
+            server::Full::Client => format!(
+                "{STREAMS_PER_CLIENT_MAX} live streams are open from your address, the most allowed; close one first"
+            ),
+        };
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_streams", message)
+    })
+}
+
+/// A live stream: `opening`, then the notifications `wanted` picks as server-sent
+/// events (`reload` if the stream fell behind), until the client leaves or the
+/// service stops.
+fn live_stream(
+    app: &App,
+    receiver: tokio::sync::broadcast::Receiver<Notification>,
+    permit: server::Slot,
+    opening: Option<warp::sse::Event>,
+    wanted: impl Fn(&Notification) -> bool + Send + Sync + 'static,
+) -> Response {
     let stopping = app.stopping.subscribe();
     // A connection holding a stream sends no command meanwhile: group commit does
     // not wait for it.
     let away = app.writer.senders().step_away();
-    let updates =
-        futures_util::stream::unfold((receiver, stopping, (permit, away), request_id), |mut state| async move {
-            loop {
-                let (receiver, stopping, _, request) = &mut state;
-                let notification = tokio::select! {
-                    notification = receiver.recv() => notification,
-                    _ = stopping.changed() => return None,
-                };
-                let event = match notification {
-                    Ok(notification) if notification.request() == request => event_of(&notification),
-                    Ok(_) => continue,
-                    // Fell behind: the client should reload what it shows.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        warp::sse::Event::default().event("reload").data("{}")
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                };
-                return Some((Ok::<_, Infallible>(event), state));
-            }
-        });
-    let opening = futures_util::stream::iter(opening.ok().map(Ok::<_, Infallible>));
+    let updates = futures_util::stream::unfold((receiver, stopping, (permit, away), wanted), |mut state| async move {
+        loop {
+            let (receiver, stopping, _, wanted) = &mut state;
+            let notification = tokio::select! {
+                notification = receiver.recv() => notification,
+                _ = stopping.changed() => return None,
+            };
+            let event = match notification {
+                Ok(notification) if wanted(&notification) => event_of(&notification),
+                Ok(_) => continue,
+                // Fell behind: the client should reload what it shows.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    warp::sse::Event::default().event("reload").data("{}")
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            };
+            return Some((Ok::<_, Infallible>(event), state));
+        }
+    });
+    let opening = futures_util::stream::iter(opening.map(Ok::<_, Infallible>));
     let stream = opening.chain(updates);
     warp::sse::reply(warp::sse::keep_alive().interval(STREAM_KEEP_ALIVE).stream(stream)).into_response()
 }

@@ -161,8 +161,12 @@ fn two_residents_and_a_driver_share_a_ride_in_their_browsers() {
     alice.screenshot(&shots.join("5-live-match.png"));
     alice.click("button.book");
     alice.wait_for_text("main", "Mes réservations");
+    // Denise's page, on her rides since she offered this one, shows the booking
+    // without being reloaded: her live stream.
+    denise.wait_for_count_exactly("button[data-type=\"ride.accept\"]", 1);
+    denise.wait_for_text("#status", "vient d'arriver");
 
-    // Bernard books the same ride.
+    // Bernard books the same ride; it reaches Denise's page live too.
     bernard.go(&format!("{base}#/demander"));
     bernard.set("#pickup-point", "mairie");
     bernard.set("#dropoff-point", "objat");
@@ -172,10 +176,9 @@ fn two_residents_and_a_driver_share_a_ride_in_their_browsers() {
     bernard.click("#request-form button[type=submit]");
     bernard.click("button.book");
     bernard.wait_for_text("main", "Mes réservations");
+    denise.wait_for_count_exactly("button[data-type=\"ride.accept\"]", 2);
 
     // Denise accepts both.
-    denise.go(&format!("{base}#/trajets"));
-    denise.wait_for_count("button[data-type=\"ride.accept\"]", 2);
     for remaining in [1, 0] {
         denise.click("button[data-type=\"ride.accept\"]");
         denise.wait_for_count_exactly("button[data-type=\"ride.accept\"]", remaining);

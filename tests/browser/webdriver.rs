@@ -166,14 +166,6 @@ impl Session<'_> {
         }
     }
 
-    pub fn wait_for_count(&self, selector: &str, wanted: usize) {
-        let started = Instant::now();
-        while self.count(selector) < wanted {
-            assert!(started.elapsed() < WAIT, "fewer than {wanted} of {selector}: {}", self.text("main"));
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-
     pub fn wait_for_count_exactly(&self, selector: &str, wanted: usize) {
         let started = Instant::now();
         while self.count(selector) != wanted {

@@ -453,6 +453,46 @@ fn matches_are_ranked_and_new_offers_reach_open_requests_live() {
     assert_eq!((status, code(&reply)), (400, "invalid_query"));
 }
 
+#[test]
+fn a_driver_hears_of_bookings_on_their_offers_live() {
+    let app = TestApp::spawn();
+    let (driver, other_driver, passenger) = (Member::new(71), Member::new(72), Member::new(73));
+    for member in [&driver, &other_driver, &passenger] {
+        app.join(member, "Member");
+    }
+    app.accept(&driver.key, &app.body(&driver.id, offer_at(&uuid(701), ("45.248", "1.327"), 60), false));
+    app.accept(&other_driver.key, &app.body(&other_driver.id, offer_at(&uuid(702), ("45.248", "1.327"), 70), false));
+    let wanted = uuid(703);
+    ask_near_ayen(&app, &passenger, &wanted);
+
+    // The driver's page follows the driver's own rides: first what they are now.
+    let mut response = ureq::get(&format!("{}/v1/accounts/{}/events", app.base, driver.id)).call().unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = std::io::BufReader::new(response.body_mut().as_reader());
+    let opening = read_events(&mut stream, "rides");
+    let rides = &opening.last().unwrap().1;
+    assert_eq!(rides, &app.get(&format!("/v1/accounts/{}/rides", driver.id)).1, "the same as GET …/rides");
+    assert_eq!(rides["offers"][0]["offer"], uuid(701));
+
+    // A booking with another driver is not the driver's business: the passenger books
+    // and cancels one, then books the driver's offer; only that reaches the stream,
+    // and each change to it.
+    let other = booking(&uuid(704), &uuid(702), &wanted, None);
+    app.accept(&passenger.key, &app.body(&passenger.id, other, false));
+    let cancel = CommandWire::Cancel { booking: Some(uuid(704)), offer: None, request: None, date: None, memo: None };
+    app.accept(&passenger.key, &app.body(&passenger.id, cancel, false));
+    app.accept(&passenger.key, &app.body(&passenger.id, booking(&uuid(705), &uuid(701), &wanted, None), false));
+    let heard = read_events(&mut stream, "booking");
+    assert_eq!(heard, [("booking".to_owned(), serde_json::json!({"booking": uuid(705), "status": "requested"}))]);
+    app.accept(&driver.key, &app.body(&driver.id, CommandWire::Accept { booking: uuid(705) }, false));
+    let heard = read_events(&mut stream, "booking");
+    assert_eq!(heard, [("booking".to_owned(), serde_json::json!({"booking": uuid(705), "status": "accepted"}))]);
+
+    // An account nobody has is a 404, as for GET /v1/accounts/{id}.
+    let (status, reply) = app.get(&format!("/v1/accounts/{}/events", uuid(799)));
+    assert_eq!((status, code(&reply)), (404, "unknown_account"));
+}
+
 /// One address holds at most `STREAMS_PER_CLIENT_MAX` live streams: the next is told so
 /// (503 `too_many_streams`), and a closed stream gives its place back.
 #[test]

@@ -9,8 +9,9 @@
 #   COVOIT=target/release/covoit tests/schemathesis/run.sh
 #   EXAMPLES=200 tests/schemathesis/run.sh    # more cases per operation
 #
-# The live stream GET /v1/requests/{id}/events stays open by design: schemathesis leaves
-# it out, and a few lines of curl check it at the end.
+# The live streams GET /v1/requests/{id}/events and GET /v1/accounts/{id}/events stay
+# open by design: schemathesis leaves them out, and a few lines of curl check them at
+# the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -99,6 +100,7 @@ status=0
     --url "$base" \
     --checks "${CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,unsupported_method}" \
     --exclude-path '/v1/requests/{id}/events' \
+    --exclude-path '/v1/accounts/{id}/events' \
     --max-examples "$EXAMPLES" \
     --seed "$SEED" \
     --request-timeout 10 \
@@ -106,19 +108,29 @@ status=0
     --generation-database none \
     --no-color) ||
     status=$?
-# The live stream, which schemathesis cannot wait for: a known request's stream opens
-# with its matches as server-sent events; an unknown one is a JSON 404.
+# The live streams, which schemathesis cannot wait for: a known request's stream opens
+# with its matches, a member's with their rides, as server-sent events; an unknown
+# request or account is a JSON 404.
 events() {
-    curl -s -N -m 3 -D "$work/events.headers" -o "$work/events.body" "$base/v1/requests/$1/events" || true
+    curl -s -N -m 3 -D "$work/events.headers" -o "$work/events.body" "$base$1" || true
     tr -d '\r' <"$work/events.headers" | grep -iq "^content-type: $2" &&
         head -n 1 "$work/events.headers" | grep -q " $3 "
 }
-if events 6f1c2a3e-0000-4000-8000-000000000002 text/event-stream 200 &&
+if events /v1/requests/6f1c2a3e-0000-4000-8000-000000000002/events text/event-stream 200 &&
     grep -q '^event: \?matches' "$work/events.body" &&
-    events 6f1c2a3e-0000-4000-8000-00000000ffff application/json 404; then
+    events /v1/requests/6f1c2a3e-0000-4000-8000-00000000ffff/events application/json 404; then
     echo "GET /v1/requests/{id}/events: 200 text/event-stream with its matches; 404 application/json when unknown"
 else
     echo "GET /v1/requests/{id}/events does not answer as openapi.json says:" >&2
+    cat "$work/events.headers" "$work/events.body" >&2
+    status=1
+fi
+if events "/v1/accounts/$bob/events" text/event-stream 200 &&
+    grep -q '^event: \?rides' "$work/events.body" &&
+    events /v1/accounts/6f1c2a3e-0000-4000-8000-00000000ffff/events application/json 404; then
+    echo "GET /v1/accounts/{id}/events: 200 text/event-stream with the member's rides; 404 application/json when unknown"
+else
+    echo "GET /v1/accounts/{id}/events does not answer as openapi.json says:" >&2
     cat "$work/events.headers" "$work/events.body" >&2
     status=1
 fi
