@@ -74,7 +74,7 @@
 //!   - `backup.rs` — `covoit backup`: a consistent copy of a live database, checked.
 //!   - `checkpointer.rs` — WAL checkpoints in the background, off the writer's path.
 //! - `http/` — warp:
-//!   - `mod.rs` — routes (`ROUTES`), handlers (ride reads and the live stream too),
+//!   - `mod.rs` — routes (`ROUTES`), handlers (ride reads and the live streams too),
 //!     body limits and timeouts.
 //!   - `server.rs` — the accept loop: hyper HTTP/1.1, connection limits (`Counts`, which
 //!     also counts live streams per address), header timeout, `Allow` on 405s,
