@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Signed, durable payments per second over HTTP, side by side, in one run:
 #   1. the ceilings on this machine (Ed25519 verify_strict, SQLite durable commits, fdatasync);
-#   2. covoit as it runs (group commit) at 1, 16 and 64 clients, then its peak memory;
+#   2. covoit as it runs (group commit) at 1, 16 and 64 clients, then its peak memory,
+#      and the same with its writer thread at normal priority rather than real-time;
 #   3. the same service committing each command in its own transaction (--batch-max 1);
 #   4. PostgreSQL doing the same double-entry payment under pgbench (benches/postgres/run.sh);
 #   5. start-up time on a ledger of STARTUP_LEAVES leaves (default 1,000,000; 0 skips it).
@@ -56,16 +57,26 @@ peak_memory() { awk '/VmHWM/ { printf "%.1f MB", $2 / 1024 }' "/proc/$server/sta
 echo "== ceilings"
 cargo bench --locked --quiet --bench ceilings 2>/dev/null | grep -v '^$'
 
-for mode in group single; do
+for mode in group normal single; do
     folder="$work/$mode"
     mkdir -p "$folder"
-    if [ "$mode" = group ]; then
-        echo "== covoit, group commit (as it runs)"
-        start "$folder"
-    else
-        echo "== covoit, one transaction per command (--batch-max 1)"
-        start "$folder" --batch-max 1
-    fi
+    case $mode in
+        group)
+            echo "== covoit, group commit (as it runs)"
+            start "$folder"
+            # Whether the writer got real-time priority (root, CAP_SYS_NICE or LimitRTPRIO).
+            sleep 0.2
+            grep -o 'the writer runs at [a-z-]* priority' "$folder/serve.log" || true
+            ;;
+        normal)
+            echo "== covoit, group commit, the writer at normal priority (--writer-priority normal)"
+            start "$folder" --writer-priority normal
+            ;;
+        single)
+            echo "== covoit, one transaction per command (--batch-max 1)"
+            start "$folder" --batch-max 1
+            ;;
+    esac
     "$covoit" load --server "$url" --operator-key "$folder/keys/operator-demo.key" \
         --accounts "$accounts" --clients "$clients" --seconds "$seconds" 2>/dev/null
     echo "peak memory of the service: $(peak_memory)"

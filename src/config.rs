@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Connected clients a batch of commands does not wait for (group commit).
     #[arg(long, env = "COVOIT_COMMIT_SIBLINGS", default_value_t = crate::store::writer::COMMIT_SIBLINGS_DEFAULT)]
     pub commit_siblings: usize,
+    /// How the writer thread (the one every command passes through) is scheduled:
+    /// real-time when the service may ask for it, else normal (the log says which).
+    #[arg(long, env = "COVOIT_WRITER_PRIORITY", value_enum, default_value_t)]
+    pub writer_priority: crate::store::writer::Priority,
 }
 
 /// Everything the service needs to start.
@@ -73,6 +77,7 @@ pub struct Config {
     pub connections: crate::http::server::Limits,
     pub batch_max: usize,
     pub pacing: crate::store::writer::Pacing,
+    pub writer_priority: crate::store::writer::Priority,
     pub clock: Clock,
 }
 
@@ -101,6 +106,7 @@ impl Config {
             connections: crate::http::server::Limits::default(),
             batch_max: crate::store::writer::BATCH_COMMANDS_MAX,
             pacing: crate::store::writer::Pacing::default(),
+            writer_priority: crate::store::writer::Priority::default(),
             clock: Clock::System,
         }
     }
@@ -138,6 +144,7 @@ impl Config {
                 wait: std::time::Duration::from_micros(args.commit_wait_us),
                 siblings: args.commit_siblings,
             },
+            writer_priority: args.writer_priority,
             clock: Clock::System,
         })
     }

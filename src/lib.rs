@@ -63,8 +63,9 @@
 //!   - `mod.rs` — connections and their pragmas, genesis, the tree at start (rebuilt
 //!     and checked against the checkpoint when its hashes are missing).
 //!   - `migrate.rs` — the numbered migrations of `sql/`, compiled in.
-//!   - `writer.rs` — the single writer thread, group commit (and its wait for more
-//!     commands when many clients are connected, `Pacing`), receipts, idempotency,
+//!   - `writer.rs` — the single writer thread (real-time priority when allowed,
+//!     `Priority`), group commit (and its wait for more commands when many clients
+//!     are connected, `Pacing`), receipts, idempotency,
 //!     due server events, the tree and the checkpoint of each batch, the after-commit
 //!     hook that refreshes the ride board.
 //!   - `derived.rs` — the derived tables' file: the indexer thread that writes them

@@ -140,6 +140,7 @@ impl Service {
             clock.clone(),
             config.batch_max,
             config.pacing,
+            config.writer_priority,
             after_commit,
             derivation,
         )

@@ -76,6 +76,59 @@ impl Default for Pacing {
     }
 }
 
+/// How the writer thread asks the kernel to schedule it.
+///
+/// Every command passes through the writer, and the HTTP handlers keep both cores
+/// busy checking signatures: at normal priority, a writer woken by a command waits
+/// up to a scheduler slice (milliseconds) for a core while every client of the batch
+/// waits on it, and the cores then sit idle until its commit answers them. At
+/// real-time priority it runs as soon as it is woken. Its work is bounded (a batch
+/// of at most [`BATCH_COMMANDS_MAX`] commands, then it sleeps until the next), and
+/// the kernel keeps a share of each second for other threads whatever it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Priority {
+    /// `SCHED_FIFO` at its lowest level, when the service may ask for it (root, the
+    /// `CAP_SYS_NICE` capability, or `LimitRTPRIO=1` under systemd); otherwise
+    /// normal priority, and the log says why.
+    #[default]
+    Realtime,
+    /// The default time-sharing policy, like every other thread.
+    Normal,
+}
+
+/// The real-time level the writer asks for: the lowest, above every normal thread.
+const REALTIME_LEVEL: i32 = 1;
+
+/// Applies `priority` to the calling thread and says in the log what it got.
+fn set_priority(priority: Priority) {
+    if priority == Priority::Normal {
+        return;
+    }
+    match set_realtime() {
+        Ok(()) => tracing::info!(level = REALTIME_LEVEL, "the writer runs at real-time priority (SCHED_FIFO)"),
+        // Information, not a warning: a village's load never needs it.
+        Err(error) => tracing::info!(
+            %error,
+            "the writer runs at normal priority: real-time priority needs root, CAP_SYS_NICE or \
+             LimitRTPRIO=1 (see docs/operations.md), and gives more payments per second under full load"
+        ),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn set_realtime() -> std::io::Result<()> {
+    let parameters = libc::sched_param { sched_priority: REALTIME_LEVEL };
+    // SAFETY: sched_setscheduler reads the parameters through a pointer to a live,
+    // initialised struct; pid 0 is the calling thread.
+    let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &parameters) };
+    if result == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_realtime() -> std::io::Result<()> {
+    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "real-time priority is only asked for on Linux"))
+}
+
 /// How many clients could send a command at this moment: the open connections, less
 /// those holding a live event stream. The HTTP layer keeps it; [`Pacing`] reads it.
 /// Signed, as a stream's guard may briefly outlive its connection's.
@@ -167,7 +220,7 @@ impl WriterHandle {
     /// Starts the writer thread with the state and tree loaded from `connection`; it
     /// signs a checkpoint with `ledger_key` after each batch and hands what each batch
     /// changed to the indexer of `derivation`. Batches wait for more commands as
-    /// `pacing` says.
+    /// `pacing` says; the thread runs at `priority`.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         connection: Connection,
@@ -176,6 +229,7 @@ impl WriterHandle {
         clock: Clock,
         batch_max: usize,
         pacing: Pacing,
+        priority: Priority,
         after_commit: AfterCommit,
         derivation: Derivation,
     ) -> std::io::Result<WriterHandle> {
@@ -198,7 +252,10 @@ impl WriterHandle {
             derivation,
             recent: Recent::default(),
         };
-        let thread = std::thread::Builder::new().name("covoit-writer".into()).spawn(move || writer.run())?;
+        let thread = std::thread::Builder::new().name("covoit-writer".into()).spawn(move || {
+            set_priority(priority);
+            writer.run();
+        })?;
         Ok(WriterHandle { sender, thread: std::sync::Mutex::new(Some(thread)), senders })
     }
 

@@ -10,15 +10,24 @@ const BINARY: &str = env!("CARGO_BIN_EXE_covoit");
 struct Server {
     child: Child,
     base: String,
+    /// The lines of its log after the one that says where it listens.
+    log: std::sync::mpsc::Receiver<String>,
 }
 
 impl Server {
     /// Starts `covoit serve` in `folder` on a free port, with the demo operator key.
     fn start(folder: &Path) -> Server {
+        Server::start_with(folder, &[], "warn")
+    }
+
+    /// The same with more flags, logging at `level`.
+    fn start_with(folder: &Path, flags: &[&str], level: &str) -> Server {
         let mut child = Command::new(BINARY)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(flags)
             .current_dir(folder)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
+            .env("NO_COLOR", "1")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -32,14 +41,56 @@ impl Server {
             }
         };
         // Keep draining stderr so that the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, base }
+        let (sender, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        Server { child, base, log }
     }
 
-    fn terminate(mut self) -> std::process::ExitStatus {
+    /// The first line of the log that contains `text`, waiting up to ten seconds.
+    fn log_line(&self, text: &str) -> Option<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The scheduling policy of its thread named `name` (0 normal, 1 `SCHED_FIFO`),
+    /// from field 41 of `/proc/<pid>/task/<tid>/stat`.
+    fn thread_policy(&self, name: &str) -> u32 {
+        let tasks = Path::new("/proc").join(self.child.id().to_string()).join("task");
+        for task in std::fs::read_dir(tasks).unwrap() {
+            let task = task.unwrap().path();
+            if std::fs::read_to_string(task.join("comm")).unwrap().trim() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+            // The fields after the name in parentheses start at field 3.
+            let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+            return fields[41 - 3].parse().unwrap();
+        }
+        panic!("no thread named {name}");
+    }
+
+    fn terminate(self) -> std::process::ExitStatus {
+        self.terminate_with_log().0
+    }
+
+    /// Stops it with SIGTERM: its exit status, and its log since it listened.
+    fn terminate_with_log(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        self.child.wait().unwrap()
+        let status = self.child.wait().unwrap();
+        let log: Vec<String> = self.log.iter().collect();
+        (status, log.join("\n"))
     }
 }
 
@@ -160,4 +211,42 @@ fn the_load_generator_lands_every_payment_it_counts() {
     let size = get(&server, "/healthz")["size"].as_u64().unwrap();
     assert_eq!(size, size_before + 8 * 3 + payments, "{report}");
     assert!(server.terminate().success());
+}
+
+#[test]
+fn the_writer_asks_for_real_time_priority_and_serves_without_it() {
+    const NORMAL: u32 = 0;
+    const FIFO: u32 = 1;
+    let temp = tempfile::tempdir().unwrap();
+    let server = Server::start_with(temp.path(), &[], "info");
+    let line = server.log_line("the writer runs at").expect("the writer says how it is scheduled");
+    let policy = server.thread_policy("covoit-writer");
+    if line.contains("real-time priority (SCHED_FIFO)") {
+        assert_eq!(policy, FIFO, "{line}");
+    } else {
+        assert!(line.contains("normal priority") && line.contains("error="), "{line}");
+        assert_eq!(policy, NORMAL, "{line}");
+        // Root may always ask for it: the fallback is only for those who may not.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let effective_uid =
+            status.lines().find_map(|line| line.strip_prefix("Uid:")).unwrap().split_whitespace().nth(1);
+        assert_ne!(effective_uid, Some("0"), "root was refused real-time priority: {line}");
+    }
+    assert_eq!(server.thread_policy("tokio-rt-worker"), NORMAL, "only the writer asks");
+    // It takes commands either way.
+    let registers = |server: &Server, key: &str| {
+        covoit(temp.path(), server, &["keygen", "--out", key]);
+        let size_before = get(server, "/healthz")["size"].as_u64().unwrap();
+        covoit(temp.path(), server, &["register", "--key", key, "--name", "Alice Martin"]);
+        assert_eq!(get(server, "/healthz")["size"].as_u64().unwrap(), size_before + 1);
+    };
+    registers(&server, "alice.key");
+    assert!(server.terminate().success());
+
+    let server = Server::start_with(temp.path(), &["--writer-priority", "normal"], "info");
+    assert_eq!(server.thread_policy("covoit-writer"), NORMAL);
+    registers(&server, "bernard.key");
+    let (status, log) = server.terminate_with_log();
+    assert!(status.success());
+    assert!(!log.contains("the writer runs at"), "nothing to say at normal priority: {log}");
 }
