@@ -69,10 +69,15 @@ impl Server {
         let tasks = Path::new("/proc").join(self.child.id().to_string()).join("task");
         for task in std::fs::read_dir(tasks).unwrap() {
             let task = task.unwrap().path();
-            if std::fs::read_to_string(task.join("comm")).unwrap().trim() != name {
+            // A thread may end while we look (an idle blocking thread, say): skip it.
+            let (Ok(comm), Ok(stat)) =
+                (std::fs::read_to_string(task.join("comm")), std::fs::read_to_string(task.join("stat")))
+            else {
+                continue;
+            };
+            if comm.trim() != name {
                 continue;
             }
-            let stat = std::fs::read_to_string(task.join("stat")).unwrap();
             // The fields after the name in parentheses start at field 3.
             let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
             return fields[41 - 3].parse().unwrap();
