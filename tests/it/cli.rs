@@ -10,7 +10,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_covoit");
 struct Server {
     child: Child,
     base: String,
-    /// The lines of its log after the one that says where it listens.
+    /// The lines of its log but the one that says where it listens.
     log: std::sync::mpsc::Receiver<String>,
 }
 
@@ -34,14 +34,17 @@ impl Server {
             .expect("covoit serve starts");
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
+        // Every line goes to `log`, those before the address too: the threads that
+        // start before the listener may log before it.
+        let (sender, log) = std::sync::mpsc::channel();
         let base = loop {
             let line = lines.next().expect("covoit serve says where it listens").unwrap();
             if let Some(address) = line.strip_prefix("covoit is listening on ") {
                 break address.to_owned();
             }
+            let _ = sender.send(line);
         };
         // Keep draining stderr so that the server never blocks on a full pipe.
-        let (sender, log) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 let _ = sender.send(line);
