@@ -102,6 +102,14 @@ impl Server {
     }
 }
 
+/// A test that fails before `terminate` leaves no server running behind it.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn covoit(folder: &Path, server: &Server, args: &[&str]) -> Output {
     let output =
         Command::new(BINARY).args(args).current_dir(folder).env("COVOIT_SERVER", &server.base).output().unwrap();
