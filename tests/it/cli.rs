@@ -67,23 +67,28 @@ impl Server {
     }
 
     /// The scheduling policy of its thread named `name` (0 normal, 1 `SCHED_FIFO`),
-    /// from field 41 of `/proc/<pid>/task/<tid>/stat`.
+    /// from field 41 of `/proc/<pid>/task/<tid>/stat`. A new thread names itself once
+    /// it runs, which on a busy machine may come after the server listens: it is
+    /// looked for during up to ten seconds.
     fn thread_policy(&self, name: &str) -> u32 {
         let tasks = Path::new("/proc").join(self.child.id().to_string()).join("task");
-        for task in std::fs::read_dir(tasks).unwrap() {
-            let task = task.unwrap().path();
-            // A thread may end while we look (an idle blocking thread, say): skip it.
-            let (Ok(comm), Ok(stat)) =
-                (std::fs::read_to_string(task.join("comm")), std::fs::read_to_string(task.join("stat")))
-            else {
-                continue;
-            };
-            if comm.trim() != name {
-                continue;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            for task in std::fs::read_dir(&tasks).unwrap() {
+                let task = task.unwrap().path();
+                // A thread may end while we look (an idle blocking thread, say): skip it.
+                let (Ok(comm), Ok(stat)) =
+                    (std::fs::read_to_string(task.join("comm")), std::fs::read_to_string(task.join("stat")))
+                else {
+                    continue;
+                };
+                if comm.trim() == name {
+                    // The fields after the name in parentheses start at field 3.
+                    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+                    return fields[41 - 3].parse().unwrap();
+                }
             }
-            // The fields after the name in parentheses start at field 3.
-            let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-            return fields[41 - 3].parse().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         panic!("no thread named {name}");
     }
