@@ -14,7 +14,7 @@
 //! by replaying the leaves it lacks ([`catch_up`]); a missing, stale or foreign file
 //! is rebuilt from the log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
@@ -189,26 +189,29 @@ pub fn write(connection: &mut Connection, derived: &Derived) -> Result<(), Store
             )));
         }
     }
-    // Accounts first: the commands and postings below name them by their `num`.
+    // Accounts first: the commands and postings below name them by their `num`, which
+    // saving an account returns (every account a leaf names was changed by it).
+    let mut nums: HashMap<&str, i64> = HashMap::with_capacity(derived.accounts.len());
     for account in derived.accounts.values() {
-        store::save_account(&transaction, account)?;
+        nums.insert(account.id.as_str(), store::save_account(&transaction, account)?);
     }
     {
-        let mut command = transaction.prepare_cached(
-            "INSERT INTO commands (account, seq, leaf_index, tx)
-             VALUES ((SELECT num FROM accounts WHERE account = ?1), ?2, ?3, ?4)",
-        )?;
-        let mut posting = transaction.prepare_cached(
-            "INSERT INTO postings (leaf_index, position, account, amount)
-             VALUES (?1, ?2, (SELECT num FROM accounts WHERE account = ?3), ?4)",
-        )?;
+        let mut command = transaction
+            .prepare_cached("INSERT INTO commands (account, seq, leaf_index, tx) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut posting = transaction
+            .prepare_cached("INSERT INTO postings (leaf_index, position, account, amount) VALUES (?1, ?2, ?3, ?4)")?;
+        let num = |account: &AccountId| {
+            nums.get(account.as_str())
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt(format!("a leaf names account {account}, which it did not change")))
+        };
         for leaf in &derived.leaves {
             let index = to_i64(leaf.index)?;
             if let Some((account, seq, tx)) = &leaf.command {
-                command.execute(params![account.as_str(), to_i64(seq.value())?, index, tx.as_slice()])?;
+                command.execute(params![num(account)?, to_i64(seq.value())?, index, tx.as_slice()])?;
             }
             for (position, entry) in leaf.postings.iter().enumerate() {
-                posting.execute(params![index, position as i64, entry.account.as_str(), entry.amount_minor])?;
+                posting.execute(params![index, position as i64, num(&entry.account)?, entry.amount_minor])?;
             }
         }
     }

@@ -346,26 +346,30 @@ pub fn load_accounts(connection: &Connection) -> Result<Vec<Account>, StoreError
 }
 
 /// Inserts or replaces an account's row from the state.
-pub fn save_account(connection: &Connection, account: &Account) -> Result<(), StoreError> {
+pub fn save_account(connection: &Connection, account: &Account) -> Result<i64, StoreError> {
     let mut statement = connection.prepare_cached(
         "INSERT INTO accounts (account, key, name, status, balance, held, floor, next_seq, custodial)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (account) DO UPDATE SET key = excluded.key, name = excluded.name, status = excluded.status,
              balance = excluded.balance, held = excluded.held, floor = excluded.floor, next_seq = excluded.next_seq,
-             custodial = excluded.custodial",
+             custodial = excluded.custodial
+         RETURNING num",
     )?;
-    statement.execute(params![
-        account.id.as_str(),
-        account.key.as_ref().map(|key| key.as_slice()),
-        account.name.as_ref().map(Text::as_str),
-        account.status.as_str(),
-        account.balance,
-        account.held,
-        account.floor.map(Floor::minor),
-        to_i64(account.next_seq.value())?,
-        account.custodial,
-    ])?;
-    Ok(())
+    let num = statement.query_row(
+        params![
+            account.id.as_str(),
+            account.key.as_ref().map(|key| key.as_slice()),
+            account.name.as_ref().map(Text::as_str),
+            account.status.as_str(),
+            account.balance,
+            account.held,
+            account.floor.map(Floor::minor),
+            to_i64(account.next_seq.value())?,
+            account.custodial,
+        ],
+        |row| row.get(0),
+    )?;
+    Ok(num)
 }
 
 type AccountRow = (String, Option<Vec<u8>>, Option<String>, String, i64, i64, Option<i64>, i64, bool);
