@@ -6,6 +6,7 @@
 //! of the same account (say, an upper-case UUID) would be two accounts to an auditor.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Longest name or memo, in characters (Unicode scalar values).
 pub const TEXT_CHARS_MAX: usize = 140;
@@ -36,15 +37,19 @@ pub enum IdError {
 }
 
 /// An account: `operator`, `reserve` or a member's lower-case hyphenated UUID.
+///
+/// Shared, not copied: the ledger's state, each batch's receipts and postings and the
+/// indexer's queue all hold the ids of the same few hundred accounts, so a clone is
+/// a reference count, not an allocation.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AccountId {
-    text: String,
+    text: Arc<str>,
 }
 
 impl AccountId {
     pub fn parse(text: &str) -> Result<AccountId, IdError> {
         if text == OPERATOR || text == RESERVE {
-            return Ok(AccountId { text: text.to_owned() });
+            return Ok(AccountId { text: text.into() });
         }
         AccountId::parse_member(text)
     }
@@ -56,19 +61,19 @@ impl AccountId {
         if uuid.hyphenated().to_string() != text {
             return Err(error());
         }
-        Ok(AccountId { text: text.to_owned() })
+        Ok(AccountId { text: text.into() })
     }
 
     pub fn operator() -> AccountId {
-        AccountId { text: OPERATOR.to_owned() }
+        AccountId { text: OPERATOR.into() }
     }
 
     pub fn reserve() -> AccountId {
-        AccountId { text: RESERVE.to_owned() }
+        AccountId { text: RESERVE.into() }
     }
 
     pub fn new_member() -> AccountId {
-        AccountId { text: uuid::Uuid::new_v4().hyphenated().to_string() }
+        AccountId { text: uuid::Uuid::new_v4().hyphenated().to_string().into() }
     }
 
     pub fn as_str(&self) -> &str {
@@ -76,11 +81,11 @@ impl AccountId {
     }
 
     pub fn is_operator(&self) -> bool {
-        self.text == OPERATOR
+        &*self.text == OPERATOR
     }
 
     pub fn is_reserve(&self) -> bool {
-        self.text == RESERVE
+        &*self.text == RESERVE
     }
 
     /// A member is anyone but the operator and the reserve.
@@ -105,7 +110,7 @@ pub struct Id {
 impl Id {
     pub fn parse(field: &'static str, text: &str) -> Result<Id, IdError> {
         AccountId::parse_member(text)
-            .map(|id| Id { text: id.text })
+            .map(|id| Id { text: id.text.as_ref().to_owned() })
             .map_err(|_| IdError::RideId { field, text: text.chars().take(64).collect() })
     }
 
