@@ -198,10 +198,11 @@ impl fmt::Display for LedgerId {
     }
 }
 
-/// Free text a person wrote: a display name or a memo.
+/// Free text a person wrote: a display name or a memo. Shared like [`AccountId`]:
+/// an account's name goes with every copy of the account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Text {
-    text: String,
+    text: Arc<str>,
 }
 
 impl Text {
@@ -212,7 +213,7 @@ impl Text {
         if count == 0 || count > TEXT_CHARS_MAX || !clean {
             return Err(IdError::Text { field });
         }
-        Ok(Text { text: text.to_owned() })
+        Ok(Text { text: text.into() })
     }
 
     pub fn as_str(&self) -> &str {

@@ -81,19 +81,20 @@ pub struct PostingsPage {
 /// commit goes out: `GET /v1/accounts/{id}` (the read residents make most) never waits
 /// for the indexer, and goes on while the derived tables cannot be written.
 #[derive(Debug, Default)]
-pub struct LiveAccounts(RwLock<HashMap<AccountId, AccountView>>);
+pub struct LiveAccounts(RwLock<HashMap<AccountId, Account>>);
 
 impl LiveAccounts {
-    /// Records the accounts as they are now.
+    /// Records the accounts as they are now (a copy of an account allocates nothing:
+    /// its id and name are shared).
     pub fn update<'a>(&self, accounts: impl IntoIterator<Item = &'a Account>) {
         let mut live = self.0.write().expect("the live accounts' lock");
         for account in accounts {
-            live.insert(account.id.clone(), view_of(account));
+            live.insert(account.id.clone(), account.clone());
         }
     }
 
     pub fn get(&self, id: &AccountId) -> Option<AccountView> {
-        self.0.read().expect("the live accounts' lock").get(id).cloned()
+        self.0.read().expect("the live accounts' lock").get(id).map(view_of)
     }
 }
 
