@@ -81,11 +81,11 @@ impl AccountId {
     }
 
     pub fn is_operator(&self) -> bool {
-        &*self.text == OPERATOR
+        self.as_str() == OPERATOR
     }
 
     pub fn is_reserve(&self) -> bool {
-        &*self.text == RESERVE
+        self.as_str() == RESERVE
     }
 
     /// A member is anyone but the operator and the reserve.
@@ -110,7 +110,7 @@ pub struct Id {
 impl Id {
     pub fn parse(field: &'static str, text: &str) -> Result<Id, IdError> {
         AccountId::parse_member(text)
-            .map(|id| Id { text: id.text.as_ref().to_owned() })
+            .map(|_| Id { text: text.to_owned() })
             .map_err(|_| IdError::RideId { field, text: text.chars().take(64).collect() })
     }
 

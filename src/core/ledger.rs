@@ -449,6 +449,8 @@ impl Refusal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub postings: Vec<Posting>,
+    /// The accounts changed: always the signer and every posting's account (the
+    /// derived tables name them by the number their row gets when saved).
     pub touched: Vec<AccountId>,
     /// (kind, id) of each ride object changed or removed.
     pub rides: Vec<(&'static str, String)>,

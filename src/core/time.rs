@@ -329,8 +329,12 @@ mod tests {
         let year_0 = -62_167_219_200_000i64;
         let year_10000 = 253_402_300_800_000i64;
         let mut edges = vec![0, -1, 1, year_0, year_10000 - 1, 951_782_400_000, 951_868_799_999, 1_795_629_600_123];
-        // Every day boundary of four centuries around 2000 (leap days, century years).
-        edges.extend((-146_097i64..146_097).map(|day| day * 86_400_000 + 946_684_800_000));
+        // Every day's first and last millisecond over eight centuries around 2000: two
+        // whole 400-year cycles of the calendar (leap days, century years).
+        for day in -146_097i64..146_097 {
+            let start = day * 86_400_000 + 946_684_800_000;
+            edges.extend([start, start - 1]);
+        }
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..100_000 {
             seed ^= seed << 13;

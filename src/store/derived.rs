@@ -117,7 +117,8 @@ pub struct Derived {
     pub totals: Totals,
     pub policy: Policy,
     pub leaves: Vec<DerivedLeaf>,
-    /// The accounts changed, as they are after the change.
+    /// The accounts changed, as they are after the change: every account `leaves`
+    /// name among them ([`write`] relies on it).
     pub accounts: BTreeMap<AccountId, Account>,
     /// The ride objects changed: `None` for one removed.
     pub rides: BTreeMap<(&'static str, String), Option<RideObject>>,
@@ -203,15 +204,15 @@ pub fn write(connection: &mut Connection, derived: &Derived) -> Result<(), Store
         let num = |account: &AccountId| {
             nums.get(account.as_str())
                 .copied()
-                .ok_or_else(|| StoreError::Corrupt(format!("a leaf names account {account}, which it did not change")))
+                .expect("a leaf's signer and posting accounts are among those it touched")
         };
         for leaf in &derived.leaves {
             let index = to_i64(leaf.index)?;
             if let Some((account, seq, tx)) = &leaf.command {
-                command.execute(params![num(account)?, to_i64(seq.value())?, index, tx.as_slice()])?;
+                command.execute(params![num(account), to_i64(seq.value())?, index, tx.as_slice()])?;
             }
             for (position, entry) in leaf.postings.iter().enumerate() {
-                posting.execute(params![index, position as i64, num(&entry.account)?, entry.amount_minor])?;
+                posting.execute(params![index, position as i64, num(&entry.account), entry.amount_minor])?;
             }
         }
     }

@@ -345,7 +345,7 @@ pub fn load_accounts(connection: &Connection) -> Result<Vec<Account>, StoreError
     rows.into_iter().collect()
 }
 
-/// Inserts or replaces an account's row from the state.
+/// Inserts or replaces an account's row from the state; returns its `num`.
 pub fn save_account(connection: &Connection, account: &Account) -> Result<i64, StoreError> {
     let mut statement = connection.prepare_cached(
         "INSERT INTO accounts (account, key, name, status, balance, held, floor, next_seq, custodial)
