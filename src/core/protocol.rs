@@ -457,7 +457,26 @@ fn decode_base64(field: &'static str, text: &str) -> Result<Vec<u8>, ProtocolErr
 }
 
 fn parse_envelope(bytes: &[u8]) -> Result<Envelope, ProtocolError> {
+    // The fast path: an object with the three fields, each once, parses straight into
+    // the struct (serde refuses a repeated or unknown field, and anything but strings).
+    // serde would fill the struct from an array too, hence the first byte.
+    if bytes.trim_ascii_start().starts_with(b"{") {
+        if let Ok(envelope) = serde_json::from_slice::<Envelope>(bytes) {
+            return Ok(envelope);
+        }
+    }
+    // The slow path, to say precisely what is wrong.
     let value = canonical::parse_strict(bytes).map_err(|error| json_error("envelope", error))?;
+    if !value.is_object() {
+        let kind = match value {
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Null | serde_json::Value::Object(_) => "null",
+        };
+        return Err(ProtocolError::InvalidEnvelope(format!("this is {kind}, not an object")));
+    }
     serde_json::from_value::<Envelope>(value).map_err(|error| {
         let detail = error.to_string();
         if detail.starts_with("unknown field") {
@@ -587,6 +606,10 @@ mod tests {
         check(&envelope_bytes(&good), "ok");
         check(b"{", "malformed_json");
         check(b"[]", "invalid_envelope");
+        // serde fills a struct from an array too; the envelope is an object.
+        let array = format!(r#"["{}","{}","{}"]"#, good.body, good.key, good.sig);
+        check(array.as_bytes(), "invalid_envelope");
+        check(format!(" \n{}", String::from_utf8(envelope_bytes(&good)).unwrap()).as_bytes(), "ok");
         check(br#"{"body":"AA==","key":"AA=="}"#, "invalid_envelope");
         let extra = format!(r#"{{"body":"{}","key":"{}","sig":"{}","x":"1"}}"#, good.body, good.key, good.sig);
         check(extra.as_bytes(), "unknown_field");
