@@ -592,20 +592,17 @@ fn run(mut connection: Connection, receiver: Receiver<Derived>, progress: &Progr
                 tracing::error!(%error, failures, "writing the derived tables failed; trying again");
             }
             std::thread::sleep(RETRY_PAUSE);
-            loop {
-                match receiver.try_recv() {
-                    Ok(later) => pending.absorb(later),
-                    Err(TryRecvError::Empty) => break,
-                    // The writer has stopped: what is still unwritten is replayed
-                    // from the log at the next start.
-                    Err(TryRecvError::Disconnected) => {
-                        tracing::warn!(
-                            covered = progress.indexed(),
-                            "the derived tables stay behind the log until the next start"
-                        );
-                        return;
-                    }
-                }
+            // Up to one transaction's worth: beyond it, what the writer commits waits
+            // in the queue, and once the queue is full the writer waits too, so that
+            // a long failure cannot fill the memory.
+            if !take_queued(&receiver, &mut pending) {
+                // The writer has stopped: what is still unwritten is replayed from the
+                // log at the next start.
+                tracing::warn!(
+                    covered = progress.indexed(),
+                    "the derived tables stay behind the log until the next start"
+                );
+                return;
             }
         }
         if failures > 0 {
