@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -526,16 +526,21 @@ impl Progress {
 /// The indexer thread: takes committed changes from the writer and writes them here.
 pub struct Indexer {
     sender: Option<SyncSender<Derived>>,
+    /// Set when the writer stops: a failing transaction is not tried again, even
+    /// with what is queued behind it still unread.
+    stopped: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Indexer {
     pub fn start(connection: Connection, progress: Arc<Progress>) -> std::io::Result<Indexer> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_BATCHES_MAX);
-        let thread = std::thread::Builder::new()
-            .name("covoit-indexer".into())
-            .spawn(move || run(connection, receiver, &progress))?;
-        Ok(Indexer { sender: Some(sender), thread: Some(thread) })
+        let stopped = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new().name("covoit-indexer".into()).spawn({
+            let stopped = stopped.clone();
+            move || run(connection, receiver, &progress, &stopped)
+        })?;
+        Ok(Indexer { sender: Some(sender), stopped, thread: Some(thread) })
     }
 
     /// Hands a committed change over; waits only if the indexer is far behind.
@@ -548,6 +553,7 @@ impl Indexer {
 
     /// Lets the indexer write what is queued, then waits for it to close its file.
     pub fn stop(&mut self) {
+        self.stopped.store(true, Ordering::Relaxed);
         drop(self.sender.take());
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
@@ -563,7 +569,7 @@ impl Drop for Indexer {
     }
 }
 
-fn run(mut connection: Connection, receiver: Receiver<Derived>, progress: &Progress) {
+fn run(mut connection: Connection, receiver: Receiver<Derived>, progress: &Progress, stopped: &AtomicBool) {
     let mut failures = 0u32;
     while let Ok(mut pending) = receiver.recv() {
         // Gather until a read waits, the gathering time is up, the transaction is
@@ -595,7 +601,7 @@ fn run(mut connection: Connection, receiver: Receiver<Derived>, progress: &Progr
             // Up to one transaction's worth: beyond it, what the writer commits waits
             // in the queue, and once the queue is full the writer waits too, so that
             // a long failure cannot fill the memory.
-            if !take_queued(&receiver, &mut pending) {
+            if stopped.load(Ordering::Relaxed) || !take_queued(&receiver, &mut pending) {
                 // The writer has stopped: what is still unwritten is replayed from the
                 // log at the next start.
                 tracing::warn!(
@@ -637,6 +643,46 @@ mod tests {
     fn the_derived_file_sits_beside_the_database() {
         assert_eq!(path_for(Path::new("data/covoit.db")), PathBuf::from("data/covoit-derived.db"));
         assert_eq!(path_for(Path::new("ledger")), PathBuf::from("ledger-derived"));
+    }
+
+    /// A change of `leaves` leaves starting at `first`, with nothing else in it.
+    fn change(first: u64, leaves: u64) -> Derived {
+        let size = first + leaves;
+        Derived {
+            ledger_id: "covoit/test".into(),
+            size,
+            last_leaf_hash: [0; 32],
+            totals: Totals { size, last_accepted_at: Timestamp::from_unix_ms(0), issued: 0, redeemed: 0 },
+            policy: Policy::default(),
+            leaves: (first..size).map(|index| DerivedLeaf { index, command: None, postings: Vec::new() }).collect(),
+            accounts: BTreeMap::new(),
+            rides: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn an_indexer_whose_writes_fail_stops_with_the_writer() {
+        // A file without the derived tables: every write fails, and is tried again.
+        let connection = Connection::open_in_memory().unwrap();
+        let progress = Arc::new(Progress::new(0));
+        let mut indexer = Indexer::start(connection, progress.clone()).unwrap();
+        let batch = 5_000;
+        // Two transactions' worth and more: the indexer holds one, the rest waits in
+        // the queue.
+        let batches = 2 * TRANSACTION_LEAVES_MAX as u64 / batch + 3;
+        for number in 0..batches {
+            indexer.send(change(number * batch, batch));
+        }
+        std::thread::sleep(RETRY_PAUSE * 3);
+        assert_eq!(progress.indexed(), 0, "nothing written");
+        // The queue is not empty and the indexer's transaction is full: stopping must
+        // not wait for the writes to succeed.
+        let (stopped, stop) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            indexer.stop();
+            stopped.send(()).unwrap();
+        });
+        stop.recv_timeout(Duration::from_secs(10)).expect("the indexer stops with the writer");
     }
 
     #[test]
