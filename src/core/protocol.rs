@@ -466,18 +466,19 @@ fn parse_envelope(bytes: &[u8]) -> Result<Envelope, ProtocolError> {
         }
     }
     // The slow path, to say precisely what is wrong.
-    let value = canonical::parse_strict(bytes).map_err(|error| json_error("envelope", error))?;
-    if !value.is_object() {
-        let kind = match value {
-            serde_json::Value::Array(_) => "an array",
-            serde_json::Value::String(_) => "a string",
-            serde_json::Value::Number(_) => "a number",
-            serde_json::Value::Bool(_) => "a boolean",
-            serde_json::Value::Null | serde_json::Value::Object(_) => "null",
-        };
-        return Err(ProtocolError::InvalidEnvelope(format!("this is {kind}, not an object")));
-    }
-    serde_json::from_value::<Envelope>(value).map_err(|error| {
+    let kind = match canonical::parse_strict(bytes).map_err(|error| json_error("envelope", error))? {
+        object @ serde_json::Value::Object(_) => return envelope_from_object(object),
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Null => "null",
+    };
+    Err(ProtocolError::InvalidEnvelope(format!("this is {kind}, not an object")))
+}
+
+fn envelope_from_object(object: serde_json::Value) -> Result<Envelope, ProtocolError> {
+    serde_json::from_value::<Envelope>(object).map_err(|error| {
         let detail = error.to_string();
         if detail.starts_with("unknown field") {
             ProtocolError::UnknownField { part: "envelope", detail }
