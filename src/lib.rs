@@ -15,9 +15,12 @@
 //!
 //! ```text
 //! POST /v1/commands -> http: read body (limit, timeout)
-//!                   -> core::protocol::open_envelope: JSON, base64, canonical body, verify_strict
+//!                   -> core::protocol::prepare_envelope: JSON, base64, canonical body,
+//!                        verify_strict up to its last step ([s]B - [k]A)
 //!                   -> store::writer (one thread, group commit):
-//!                        core::ledger::apply -> core::leaf::encode -> SQLite (one fdatasync per batch)
+//!                        core::protocol::finish_verification (the batch's encodings of [s]B - [k]A
+//!                          against each R, one field inversion for all)
+//!                        -> core::ledger::apply -> core::leaf::encode -> SQLite (one fdatasync per batch)
 //!                   -> receipt {index, tx, accepted_at, ...}
 //!                   (behind: store::derived's indexer -> balances, postings, rides)
 //! ```
@@ -41,8 +44,8 @@
 //!   - `time.rs` — `Timestamp`: RFC 3339 UTC to the millisecond; dates, local time
 //!     (`Zone`, EU summer time).
 //!   - `canonical.rs` — RFC 8785 canonical JSON and the duplicate-refusing parser.
-//!   - `protocol.rs` — envelope, signed message, `open_envelope`, `sign_body`, batch
-//!     verification.
+//!   - `protocol.rs` — envelope, signed message, `open_envelope` (and its two halves,
+//!     `prepare_envelope` and `finish_verification`), `sign_body`, batch verification.
 //!   - `body.rs` — command bodies: the flat wire form (`BodyFields`), the typed view
 //!     clients build (`BodyWire`, `CommandWire`), the domain form (`Body`, `Command`).
 //!   - `policy.rs` — `Policy` (Ayen's defaults) and `Rules` (parsed), `Currency`, the

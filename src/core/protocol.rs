@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use curve25519_dalek::constants::EIGHT_TORSION;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
@@ -158,6 +159,44 @@ pub fn open_envelope(bytes: &[u8]) -> Result<VerifiedCommand, ProtocolError> {
     verify_envelope(envelope)
 }
 
+/// Checks an envelope from untrusted bytes down to the signature's last step, which
+/// [`finish_verification`] does for many commands at once.
+pub fn prepare_envelope(bytes: &[u8]) -> Result<PreparedCommand, ProtocolError> {
+    check_envelope(parse_envelope(bytes)?)?.prepare()
+}
+
+/// A command checked in everything but the last step of its signature: the point
+/// `[s]B − [k]A` is computed, and what is left is to compare its encoding with the
+/// signature's R. Encoding a point takes a field inversion; [`finish_verification`]
+/// encodes many points with one.
+#[derive(Debug)]
+pub struct PreparedCommand {
+    command: SignedCommand,
+    expected_r: EdwardsPoint,
+}
+
+/// Finishes the signature checks of `prepared`, each answer in its command's place:
+/// together, the commands get exactly the answers `verify_strict` gives each alone.
+pub fn finish_verification(prepared: Vec<PreparedCommand>) -> Vec<Result<VerifiedCommand, ProtocolError>> {
+    if prepared.is_empty() {
+        return Vec::new();
+    }
+    let points: Vec<EdwardsPoint> = prepared.iter().map(|item| item.expected_r).collect();
+    let matches = encode_and_compare(&points, prepared.iter().map(|item| &item.command.sig));
+    prepared
+        .into_iter()
+        .zip(matches)
+        .map(|(item, matches)| if matches { Ok(item.command.verified()) } else { Err(ProtocolError::BadSignature) })
+        .collect()
+}
+
+/// Whether each point's canonical encoding is its signature's R, the points encoded
+/// together (one field inversion for all).
+fn encode_and_compare<'a>(points: &[EdwardsPoint], signatures: impl Iterator<Item = &'a [u8; 64]>) -> Vec<bool> {
+    let encodings = EdwardsPoint::compress_batch_alloc(points);
+    encodings.iter().zip(signatures).map(|(encoding, sig)| encoding.as_bytes()[..] == sig[..32]).collect()
+}
+
 /// Checks an already parsed envelope (as read from a leaf), down to the signature.
 pub fn verify_envelope(envelope: Envelope) -> Result<VerifiedCommand, ProtocolError> {
     check_envelope(envelope)?.verify()
@@ -181,6 +220,12 @@ impl SignedCommand {
     pub fn verify(self) -> Result<VerifiedCommand, ProtocolError> {
         verify_signature(&self.key, &self.sig, &self.body_bytes)?;
         Ok(self.verified())
+    }
+
+    /// [`Self::verify`] but its last step, left to [`finish_verification`].
+    pub fn prepare(self) -> Result<PreparedCommand, ProtocolError> {
+        let expected_r = cached_public_key(&self.key)?.expected_r([MESSAGE_PREFIX, &self.body_bytes], &self.sig)?;
+        Ok(PreparedCommand { command: self, expected_r })
     }
 
     pub fn body(&self) -> &Body {
@@ -383,20 +428,23 @@ impl PublicKey {
         Ok(PublicKey { bytes: *bytes, minus_point: -point })
     }
 
-    /// Exactly ed25519-dalek's `verify_strict` over the concatenated `message`, without
-    /// its two field inversions: it decompresses R and compresses the computed point to
-    /// compare bytes; here R is checked to be canonically encoded and compared as a
-    /// point. The two agree: a canonical encoding of a point with x ≠ 0 is the one
-    /// `compress` gives, and the points with x = 0 are of small order, refused by both.
-    /// The differential test below holds it to `verify_strict` on Wycheproof, RFC 8032
-    /// and mutated signatures.
+    /// Exactly ed25519-dalek's `verify_strict` over the concatenated `message`, with
+    /// one field exponentiation where it has two. It decompresses R (a square root) to
+    /// refuse small-order points, then compresses the computed point (an inversion) to
+    /// compare bytes. Here R stays bytes: the canonical encodings of the eight
+    /// small-order points are refused as bytes, and bytes that encode no point, or not
+    /// canonically, never equal what `compress` gives. The differential test below
+    /// holds it to `verify_strict` on Wycheproof, RFC 8032 and mutated signatures.
     pub fn verify_strict(&self, message: [&[u8]; 2], sig: &[u8; 64]) -> Result<(), ProtocolError> {
+        let expected_r = self.expected_r(message, sig)?;
+        if expected_r.compress().as_bytes()[..] == sig[..32] { Ok(()) } else { Err(ProtocolError::BadSignature) }
+    }
+
+    /// `verify_strict`'s checks but the last: R canonically encoded and not of small
+    /// order, s canonical. Returns `[s]B − [k]A`, the point a valid signature's R encodes.
+    fn expected_r(&self, message: [&[u8]; 2], sig: &[u8; 64]) -> Result<EdwardsPoint, ProtocolError> {
         let r_bytes: [u8; 32] = sig[..32].try_into().expect("32 bytes");
-        if !is_canonical_encoding(&r_bytes) {
-            return Err(ProtocolError::BadSignature);
-        }
-        let r_point = CompressedEdwardsY(r_bytes).decompress().ok_or(ProtocolError::BadSignature)?;
-        if r_point.is_small_order() {
+        if !is_canonical_encoding(&r_bytes) || small_order_encodings().contains(&r_bytes) {
             return Err(ProtocolError::BadSignature);
         }
         let s_bytes: [u8; 32] = sig[32..].try_into().expect("32 bytes");
@@ -408,10 +456,15 @@ impl PublicKey {
             hasher.update(part);
         }
         let k = Scalar::from_bytes_mod_order_wide(&hasher.finalize().into());
-        // [s]B − [k]A, the R a valid signature must have.
-        let expected = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &self.minus_point, &s);
-        if expected == r_point { Ok(()) } else { Err(ProtocolError::BadSignature) }
+        Ok(EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &self.minus_point, &s))
     }
+}
+
+/// The canonical encodings of the eight points of small order.
+fn small_order_encodings() -> &'static [[u8; 32]; 8] {
+    static ENCODINGS: std::sync::LazyLock<[[u8; 32]; 8]> =
+        std::sync::LazyLock::new(|| EIGHT_TORSION.map(|point| point.compress().to_bytes()));
+    &ENCODINGS
 }
 
 /// Whether a compressed Edwards point is written canonically: its y coordinate (the
@@ -804,10 +857,17 @@ mod tests {
         assert_eq!(count, 5);
     }
 
+    /// k = H(R ‖ A ‖ message) mod ℓ, as a verifier computes it.
+    fn challenge(r: &[u8; 32], key: &[u8; 32], message: &[u8]) -> Scalar {
+        Scalar::from_bytes_mod_order_wide(
+            &Sha512::new().chain_update(r).chain_update(key).chain_update(message).finalize().into(),
+        )
+    }
+
     /// [`PublicKey::verify_strict`] against ed25519-dalek's `verify_strict`: the same
     /// answer on Wycheproof's vectors, RFC 8032's, and many mutated signatures (bits
     /// flipped in R, s and the message; R or s replaced by non-canonical, small-order
-    /// and mixed-order values).
+    /// and mixed-order values; signatures whose equation holds with R of small order).
     #[test]
     fn our_verify_strict_is_dalek_verify_strict() {
         use curve25519_dalek::constants::EIGHT_TORSION;
@@ -860,6 +920,32 @@ mod tests {
                 mixed[..32].copy_from_slice(&r_bytes);
                 cases.push((public, message.clone(), mixed));
             }
+            // Made by the key's owner so that [s]B − [k]A = R holds with R of small order
+            // (the identity for this key, s = k·a): verify_strict refuses R itself.
+            let a = signing_key.to_scalar();
+            let identity = EdwardsPoint::default().compress().to_bytes();
+            let k = challenge(&identity, &public, &message);
+            let mut small_r = [0u8; 64];
+            small_r[..32].copy_from_slice(&identity);
+            small_r[32..].copy_from_slice((k * a).as_bytes());
+            cases.push((public, message.clone(), small_r));
+            // The same with a key that has a torsion part (A + T, T of order 8): then
+            // [s]B − [k]A = −[k]T, a small-order point the owner can aim R at.
+            let mixed_key = (EdwardsPoint::mul_base(&a) + EIGHT_TORSION[1]).compress().to_bytes();
+            for attempt in 0..16u8 {
+                let mut aimed_message = message.clone();
+                aimed_message.push(attempt);
+                for r_point in EIGHT_TORSION {
+                    let r_bytes = r_point.compress().to_bytes();
+                    let k = challenge(&r_bytes, &mixed_key, &aimed_message);
+                    if -(EIGHT_TORSION[1] * k) == r_point {
+                        let mut aimed = [0u8; 64];
+                        aimed[..32].copy_from_slice(&r_bytes);
+                        aimed[32..].copy_from_slice((k * a).as_bytes());
+                        cases.push((mixed_key, aimed_message.clone(), aimed));
+                    }
+                }
+            }
             // s + l: the same scalar, non-canonically written.
             let mut s_plus_l = good;
             let s = Scalar::from_canonical_bytes(good[32..].try_into().unwrap()).unwrap();
@@ -893,12 +979,71 @@ mod tests {
             }
         }
         let mut valid = 0;
+        let aimed = cases
+            .iter()
+            .filter(|(key, ..)| !PublicKey::parse(key).is_ok_and(|key| key.minus_point.is_torsion_free()))
+            .count();
+        assert!(aimed > 20, "{aimed} signatures by keys with a torsion part");
         for (key, message, sig) in &cases {
             let expected = dalek(key, message, sig);
             assert_eq!(ours(key, message, sig), expected, "key {key:?} sig {sig:?}");
             valid += usize::from(expected.is_ok());
         }
         assert!(cases.len() > 1500 && valid > 300, "{} cases, {valid} valid", cases.len());
+
+        // The same cases in batches of several sizes, as the writer finishes them: the
+        // last step done for a whole batch at once gives each case dalek's answer.
+        let prepared: Vec<_> = cases
+            .iter()
+            .map(|(key, message, sig)| PublicKey::parse(key).and_then(|key| key.expected_r([message, &[]], sig)))
+            .collect();
+        for size in [1, 2, 25, cases.len()] {
+            for (chunk, prepared) in cases.chunks(size).zip(prepared.chunks(size)) {
+                let ready: Vec<(EdwardsPoint, &[u8; 64])> = chunk
+                    .iter()
+                    .zip(prepared)
+                    .filter_map(|((_, _, sig), point)| point.as_ref().ok().map(|point| (*point, sig)))
+                    .collect();
+                let points: Vec<EdwardsPoint> = ready.iter().map(|(point, _)| *point).collect();
+                let mut matches = encode_and_compare(&points, ready.iter().map(|(_, sig)| *sig)).into_iter();
+                for ((key, message, sig), point) in chunk.iter().zip(prepared) {
+                    let batched = match point {
+                        Ok(_) if matches.next().unwrap() => Ok(()),
+                        Ok(_) => Err(ProtocolError::BadSignature),
+                        Err(error) => Err(error.clone()),
+                    };
+                    assert_eq!(batched, dalek(key, message, sig), "batches of {size}: key {key:?} sig {sig:?}");
+                }
+            }
+        }
+    }
+
+    /// Commands prepared one by one and finished together: a bad signature among good
+    /// ones is refused, and only it.
+    #[test]
+    fn a_batch_finishes_each_signature_on_its_own() {
+        let amounts = ["1.00", "2.00", "3.00", "4.00", "5.00", "6.00"];
+        let mut envelopes: Vec<Envelope> =
+            amounts.iter().enumerate().map(|(at, amount)| sign_body(&key(at as u8 + 1), &transfer(amount))).collect();
+        // A bit of R flipped: still canonical, so only the last step can refuse it.
+        let mut broken = BASE64.decode(&envelopes[3].sig).unwrap();
+        broken[5] ^= 0x40;
+        envelopes[3].sig = BASE64.encode(&broken);
+        let prepared: Vec<PreparedCommand> = envelopes
+            .iter()
+            .map(|envelope| prepare_envelope(&envelope_bytes(envelope)).expect("checked up to the last step"))
+            .collect();
+        let finished = finish_verification(prepared);
+        assert_eq!(finished.len(), amounts.len());
+        for (at, result) in finished.iter().enumerate() {
+            if at == 3 {
+                assert_eq!(result.as_ref().unwrap_err(), &ProtocolError::BadSignature);
+            } else {
+                assert_eq!(result.as_ref().unwrap().key(), key(at as u8 + 1).verifying_key().as_bytes());
+            }
+        }
+        assert!(open_envelope(&envelope_bytes(&envelopes[3])).is_err(), "open_envelope agrees");
+        assert!(finish_verification(Vec::new()).is_empty());
     }
 
     /// Wycheproof's Ed25519 verification vectors: our check accepts exactly the valid ones.

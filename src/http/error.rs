@@ -111,6 +111,7 @@ impl From<SubmitError> for ApiError {
     fn from(error: SubmitError) -> ApiError {
         match error {
             SubmitError::Refused(refusal) => refusal.into(),
+            SubmitError::Invalid(error) => error.into(),
             SubmitError::Unavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", error.to_string())
             }

@@ -209,7 +209,7 @@ async fn post_command(
             return response;
         }
     };
-    let command = match protocol::open_envelope(&bytes) {
+    let command = match protocol::prepare_envelope(&bytes) {
         Ok(command) => command,
         Err(error) => return ApiError::from(error).into_response(),
     };

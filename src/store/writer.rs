@@ -1,8 +1,10 @@
 //! The single writer: one thread that owns the write connection and the state, and
 //! commits commands in batches (group commit).
 //!
-//! Handlers verify envelopes on any core, then queue the [`VerifiedCommand`] here. The
-//! writer takes everything queued (up to [`BATCH_COMMANDS_MAX`]), applies each command
+//! Handlers check envelopes on any core, signatures included but for their last step,
+//! then queue the [`PreparedCommand`] here. The writer takes everything queued (up to
+//! [`BATCH_COMMANDS_MAX`]), finishes the signatures together (one field inversion
+//! for the batch, where each alone would take one), applies each command
 //! with the pure state machine inside one SQLite transaction, commits it (one fsync
 //! for the batch) and only then answers each waiting request. While it commits, new
 //! commands queue up and form the next batch, so the fsync cost is shared and no lock
@@ -31,7 +33,7 @@ use crate::core::leaf::{self, Content, OwnedContent, Posting};
 use crate::core::ledger::{self, Refusal, State};
 use crate::core::merkle::{self, Frontier, Hash};
 use crate::core::policy::Event;
-use crate::core::protocol::VerifiedCommand;
+use crate::core::protocol::{self, PreparedCommand, ProtocolError, VerifiedCommand};
 use crate::core::time::Timestamp;
 use crate::store::derived::{self, Derived, DerivedLeaf, Indexer, Progress};
 use crate::store::read::LiveAccounts;
@@ -192,6 +194,9 @@ pub enum SubmitError {
     /// 503 `storage_unavailable`: the batch could not be committed; nothing was kept.
     #[error("the ledger could not store the command ({0}); nothing was recorded, try again")]
     Unavailable(String),
+    /// The command's signature does not verify (its last step is done here).
+    #[error("{0}")]
+    Invalid(ProtocolError),
     /// 503 `writer_stopped`: the service is shutting down or has failed.
     #[error("the ledger is not accepting commands right now (the service is stopping); try again shortly")]
     Stopped,
@@ -205,6 +210,12 @@ enum Message {
 }
 
 struct Submission {
+    command: PreparedCommand,
+    reply: oneshot::Sender<Result<Receipt, SubmitError>>,
+}
+
+/// A submission whose signature the writer has finished checking.
+struct Verified {
     command: VerifiedCommand,
     reply: oneshot::Sender<Result<Receipt, SubmitError>>,
 }
@@ -264,8 +275,9 @@ impl WriterHandle {
         &self.senders
     }
 
-    /// Queues a verified command and waits for its batch to commit.
-    pub async fn submit(&self, command: VerifiedCommand) -> Result<Receipt, SubmitError> {
+    /// Queues a command whose signature is checked but for its last step (the writer
+    /// finishes a batch's together) and waits for its batch to commit.
+    pub async fn submit(&self, command: PreparedCommand) -> Result<Receipt, SubmitError> {
         let (reply, answer) = oneshot::channel();
         self.sender
             .send(Message::Submit(Box::new(Submission { command, reply })))
@@ -407,6 +419,23 @@ enum Decision {
     Refused(Refusal),
 }
 
+/// Finishes the signature checks of a batch's commands together (one field inversion
+/// for all of them), answering those whose signature fails; the rest go on to be decided.
+fn finish_signatures(submissions: Vec<Submission>) -> Vec<Verified> {
+    let (commands, replies): (Vec<PreparedCommand>, Vec<_>) =
+        submissions.into_iter().map(|submission| (submission.command, submission.reply)).unzip();
+    let mut verified = Vec::with_capacity(commands.len());
+    for (checked, reply) in protocol::finish_verification(commands).into_iter().zip(replies) {
+        match checked {
+            Ok(command) => verified.push(Verified { command, reply }),
+            Err(error) => {
+                let _ = reply.send(Err(SubmitError::Invalid(error)));
+            }
+        }
+    }
+    verified
+}
+
 impl Writer {
     fn run(mut self) {
         while let Some(batch) = self.next_batch() {
@@ -473,6 +502,7 @@ impl Writer {
         // accepted_at never goes backwards, even if the system clock does.
         let accepted_at = self.clock.now().max(self.ledger.state.totals().last_accepted_at);
         let Batch { submissions, ticks } = batch;
+        let submissions = finish_signatures(submissions);
         // What the indexer has written needs no remembering here any more.
         self.recent.forget_below(self.derivation.progress.indexed());
         let first_index = self.ledger.state.size();
@@ -532,7 +562,7 @@ impl Writer {
     /// written, when anything was accepted.
     fn write_batch(
         &mut self,
-        batch: &[Submission],
+        batch: &[Verified],
         accepted_at: Timestamp,
     ) -> Result<(Vec<Decision>, Changes, Option<Written>), StoreError> {
         let Writer { connection, ledger, ledger_key, derivation, recent, .. } = self;
