@@ -1,9 +1,10 @@
 //! The signature check path: parse an envelope, check it (`check_envelope`), then
-//! verify its signature singly (`verify_strict`, as `POST /v1/commands` does) and in
-//! a batch with valid commands (`verify_batch`, as `covoit audit` does). No panic; the
-//! two verifications agree; `open_envelope` agrees with the steps; and an accepted
-//! signature by one of the fuzz keys is the one that key makes (no forgery, no
-//! malleability). The seeds are valid envelopes signed with those keys.
+//! verify its signature singly (`verify_strict`), in two steps among valid commands
+//! (`prepare`, then `finish_verification` for the lot, as `POST /v1/commands` and the
+//! writer do) and in a batch with valid commands (`verify_batch`, as `covoit audit`
+//! does). No panic; the three verifications agree; `open_envelope` agrees with the
+//! steps; and an accepted signature by one of the fuzz keys is the one that key makes
+//! (no forgery, no malleability). The seeds are valid envelopes signed with those keys.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -53,9 +54,21 @@ fuzz_target!(|data: &[u8]| {
             "an accepted signature by a fuzz key is the key's own"
         );
     }
+    // As the service checks it: prepared by its handler, finished by the writer
+    // together with valid commands (one field inversion for the lot).
+    let position = usize::from(seed_byte) % (companions().len() + 1);
+    let served = signed.clone().prepare().and_then(|prepared| {
+        let mut pending: Vec<_> =
+            companions().iter().map(|command| command.clone().prepare().expect("a valid sample")).collect();
+        pending.insert(position, prepared);
+        let mut finished = protocol::finish_verification(pending);
+        let own = finished.remove(position);
+        assert!(finished.iter().all(Result::is_ok), "the valid commands stay valid");
+        own
+    });
+    assert_eq!(served, single, "prepare and finish_verification agree with verify_strict");
     // In a batch, at a position the input picks, among valid commands.
     let mut batch: Vec<SignedCommand> = companions().to_vec();
-    let position = usize::from(seed_byte) % (batch.len() + 1);
     batch.insert(position, signed);
     let (verified, failure) = protocol::verify_batch(batch.clone(), &[seed_byte; 32]);
     match &single {
