@@ -194,7 +194,8 @@ pub enum SubmitError {
     /// 503 `storage_unavailable`: the batch could not be committed; nothing was kept.
     #[error("the ledger could not store the command ({0}); nothing was recorded, try again")]
     Unavailable(String),
-    /// The command's signature does not verify (its last step is done here).
+    /// 401 `bad_signature`: the command's signature does not verify (the writer does
+    /// its last step).
     #[error("{0}")]
     Invalid(ProtocolError),
     /// 503 `writer_stopped`: the service is shutting down or has failed.
@@ -209,6 +210,7 @@ enum Message {
     Stop,
 }
 
+/// A command as a handler queued it, its signature's last step still to do.
 struct Submission {
     command: PreparedCommand,
     reply: oneshot::Sender<Result<Receipt, SubmitError>>,
