@@ -326,24 +326,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::from_args(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
+        // Taken before the service starts: a SIGTERM that comes while it starts, or
+        // just after it listens, then stops it cleanly instead of killing it.
+        let mut stop_signals = StopSignals::take()?;
         let service = Service::start(config).await?;
         eprintln!("covoit is listening on http://{}", service.local_addr());
-        wait_for_stop_signal().await?;
+        stop_signals.wait().await;
         tracing::info!("stop signal received; finishing requests in flight");
         service.stop().await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+/// SIGTERM and SIGINT, handled by `serve` rather than ending the process.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn take() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals { terminate: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
     }
-    Ok(())
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }
 
 /// The command of a JSON object holding `type` and the type's own fields.

@@ -209,6 +209,29 @@ fn the_readme_walk_through_works_and_sigterm_stops_cleanly() {
     assert!(server.terminate().success());
 }
 
+/// A SIGTERM while the service is still starting (its database made, not listening
+/// yet) stops it cleanly too, instead of killing it halfway.
+#[test]
+fn sigterm_while_starting_stops_cleanly() {
+    let folder = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(folder.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("covoit serve starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !folder.path().join("covoit.db").exists() {
+        assert!(std::time::Instant::now() < deadline, "covoit serve made no database");
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "covoit serve exited with {status}");
+    assert!(!folder.path().join("covoit.db-wal").exists(), "the database was closed cleanly");
+}
+
 #[test]
 fn the_load_generator_lands_every_payment_it_counts() {
     let temp = tempfile::tempdir().unwrap();
