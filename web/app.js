@@ -40,6 +40,7 @@ const TEXT = {
     once: "Une seule fois", weekly: "Chaque semaine", day: "Jour", time: "Heure", weekdays: "Jours",
     mon: "lundi", tue: "mardi", wed: "mercredi", thu: "jeudi", fri: "vendredi", sat: "samedi", sun: "dimanche",
     seats: "Places", offer_button: "Proposer ce trajet", from_time: "Pas avant", to_time: "Pas après",
+    overnight_hint: "Une heure « Pas après » plus tôt que « Pas avant » veut dire le lendemain.",
     request_button: "Chercher un conducteur", matches: "Trajets qui conviennent", live: "Cette liste se met à jour toute seule.",
     rides_news: "Une réservation vient d'arriver ou de changer : la liste est à jour.",
     no_match: "Aucun trajet pour l'instant. Vous serez prévenu dès qu'un trajet convient.",
@@ -87,6 +88,7 @@ const TEXT = {
     once: "Just once", weekly: "Every week", day: "Day", time: "Time", weekdays: "Days",
     mon: "Monday", tue: "Tuesday", wed: "Wednesday", thu: "Thursday", fri: "Friday", sat: "Saturday", sun: "Sunday",
     seats: "Seats", offer_button: "Offer this ride", from_time: "Not before", to_time: "Not after",
+    overnight_hint: "A “Not after” earlier than “Not before” means the next day.",
     request_button: "Find a driver", matches: "Rides that fit", live: "This list updates by itself.",
     rides_news: "A booking has just arrived or changed: the list is up to date.",
     no_match: "No ride yet. You will see one here as soon as one fits.",
@@ -580,7 +582,8 @@ async function requestForm(account, signer, by) {
     ${placeFields("pickup", t("pickup"))}${placeFields("dropoff", t("dropoff"))}
     <label for="request-date">${t("day")}</label><input id="request-date" type="date" value="${tomorrow()}" required>
     <label for="request-from">${t("from_time")}</label><input id="request-from" type="time" value="07:15" required>
-    <label for="request-to">${t("to_time")}</label><input id="request-to" type="time" value="08:00" required>
+    <label for="request-to">${t("to_time")}</label><input id="request-to" type="time" value="08:00" required aria-describedby="request-to-hint">
+    <p class="hint" id="request-to-hint">${t("overnight_hint")}</p>
     <label for="request-seats">${t("seats")}</label><input id="request-seats" type="number" min="1" max="8" value="1" required>
     <button type="submit">${t("request_button")}</button></form>`;
   document.getElementById("request-form").onsubmit = async (event) => {
@@ -593,13 +596,21 @@ async function requestForm(account, signer, by) {
         request,
         pickup: await readPlace("pickup"),
         dropoff: await readPlace("dropoff"),
-        earliest: new Date(`${day}T${document.getElementById("request-from").value}`).toISOString(),
-        latest: new Date(`${day}T${document.getElementById("request-to").value}`).toISOString(),
+        ...requestWindow(day, document.getElementById("request-from").value, document.getElementById("request-to").value),
         seats: Number(document.getElementById("request-seats").value),
       }, { by });
     });
     if (ok) location.hash = by ? `#/demande/${request}/${account}` : `#/demande/${request}`;
   };
+}
+
+// The window a resident typed: on their day, local time; a "not after" earlier
+// than "not before" is the next morning (a window across midnight).
+function requestWindow(day, from, to) {
+  const earliest = new Date(`${day}T${from}`);
+  const latest = new Date(`${day}T${to}`);
+  if (latest < earliest) latest.setDate(latest.getDate() + 1);
+  return { earliest: earliest.toISOString(), latest: latest.toISOString() };
 }
 
 async function requestScreen() {

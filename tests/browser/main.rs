@@ -72,6 +72,13 @@ fn soon(minutes: u64) -> (String, String, u64) {
     (stamp[..10].to_owned(), stamp[11..16].to_owned(), at)
 }
 
+/// "HH:MM" half an hour earlier on the clock, wrapping past midnight.
+fn half_an_hour_earlier(time: &str) -> String {
+    let minutes = time[..2].parse::<u32>().unwrap() * 60 + time[3..].parse::<u32>().unwrap();
+    let earlier = (minutes + 24 * 60 - 30) % (24 * 60);
+    format!("{:02}:{:02}", earlier / 60, earlier % 60)
+}
+
 #[test]
 fn two_residents_and_a_driver_share_a_ride_in_their_browsers() {
     let app = TestApp::spawn_live();
@@ -132,13 +139,14 @@ fn two_residents_and_a_driver_share_a_ride_in_their_browsers() {
     assert_eq!(app.balance(&alice_id), "20.00");
 
     // Alice asks first; the ride appears on her page live when Denise offers it.
-    let (day, _, _) = soon(0);
+    // One instant gives the day and the first time, so that a window that
+    // crosses midnight (the page takes "not after" as the next morning) is one.
+    let (day, from, _) = soon(0);
+    let (_, to, _) = soon(40);
     alice.go(&format!("{base}#/demander"));
     alice.set("#pickup-point", "mairie");
     alice.set("#dropoff-point", "objat");
     alice.set("#request-date", &day);
-    let (_, from, _) = soon(0);
-    let (_, to, _) = soon(40);
     alice.set("#request-from", &from);
     alice.set("#request-to", &to);
     check_accessibility(&alice, &axe, "request");
@@ -171,11 +179,20 @@ fn two_residents_and_a_driver_share_a_ride_in_their_browsers() {
     bernard.set("#pickup-point", "mairie");
     bernard.set("#dropoff-point", "objat");
     bernard.set("#request-date", &day);
+    // Bernard's "not after" is earlier in the day than his "not before": the
+    // page reads it as the next day, so his window runs overnight and still
+    // holds the ride.
     bernard.set("#request-from", &from);
-    bernard.set("#request-to", &to);
+    bernard.set("#request-to", &half_an_hour_earlier(&from));
     bernard.click("#request-form button[type=submit]");
     bernard.click("button.book");
     bernard.wait_for_text("main", "Mes réservations");
+    let requests = app.get(&format!("/v1/accounts/{bernard_id}/rides")).1["requests"].clone();
+    let window = |field: &str| {
+        let stamp = covoit::core::time::Timestamp::parse(requests[0][field].as_str().unwrap()).unwrap();
+        stamp.unix_ms()
+    };
+    assert_eq!(window("latest") - window("earliest"), (24 * 60 - 30) * 60 * 1000, "Bernard's window: {requests}");
     denise.wait_for_count_exactly("button[data-type=\"ride.accept\"]", 2);
 
     // Denise accepts both.
