@@ -2,8 +2,10 @@
 //! answers 503 `storage_unavailable`, keeps nothing of what it refused, keeps serving
 //! reads, and takes commands again once the fault clears; the ledger still audits.
 //!
-//! The faults are real: the database lives on a small tmpfs mounted for the test,
-//! which needs root (as CI has); elsewhere the tests say so and do nothing.
+//! The faults are real: the full disk is a small tmpfs mounted for the test, and the
+//! read-only database has its files made immutable under the running service. Both
+//! need root (as CI has); elsewhere the tests say so and do nothing, unless
+//! `COVOIT_REQUIRE_FAULTS` is set (`.ci/run` sets it), where they fail.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,7 +46,7 @@ impl Drop for Tmpfs {
 fn app_on_tmpfs(size: &str) -> Option<(Tmpfs, TestApp, Member, Member)> {
     let folder = tempfile::tempdir().unwrap();
     let Some(tmpfs) = Tmpfs::mount(folder.path(), size) else {
-        eprintln!("skipped: mounting a tmpfs needs root");
+        skipped("mounting a tmpfs needs root");
         return None;
     };
     let app = TestApp::spawn_with(folder, |_| {});
@@ -53,6 +55,13 @@ fn app_on_tmpfs(size: &str) -> Option<(Tmpfs, TestApp, Member, Member)> {
     app.join(&bob, "Bob");
     app.issue(&alice, "1000.00");
     Some((tmpfs, app, alice, bob))
+}
+
+/// A fault this machine cannot make: the test says so and passes, unless
+/// `COVOIT_REQUIRE_FAULTS` is set (as `.ci/run` does), where it fails instead.
+fn skipped(why: &str) {
+    assert!(std::env::var_os("COVOIT_REQUIRE_FAULTS").is_none(), "COVOIT_REQUIRE_FAULTS is set, but {why}");
+    eprintln!("skipped: {why}");
 }
 
 fn audit_passes(app: &TestApp) {
@@ -127,5 +136,62 @@ fn a_read_only_file_system_is_refused_at_start_and_the_ledger_is_intact_after() 
     assert_eq!(app.size(), size, "nothing was lost or added");
     assert_eq!(app.balance(&alice.id), "997.50");
     app.accept(&alice.key, &app.transfer_body(&alice, &bob.id, "1.00"));
+    audit_passes(&app);
+}
+
+/// Files made immutable (`chattr +i`) for as long as it lives, and writable again on
+/// drop (an immutable file cannot even be deleted).
+struct Immutable {
+    files: Vec<PathBuf>,
+}
+
+impl Immutable {
+    /// `None` when the file system or the user cannot set the flag.
+    fn set(files: Vec<PathBuf>) -> Option<Immutable> {
+        let set = Command::new("chattr").arg("+i").args(&files).status().is_ok_and(|status| status.success());
+        set.then_some(Immutable { files })
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").args(&self.files).status();
+    }
+}
+
+/// The database made read-only under the running service. Linux will not remount a file
+/// system read-only while the service holds its files open for writing, so the files
+/// themselves are made immutable: every write to them, through descriptors already open
+/// too, then fails (EPERM), as on a disk that turned read-only.
+#[test]
+fn a_database_made_read_only_while_running_gives_503_and_recovers_once_writable() {
+    let app = TestApp::spawn_with(tempfile::tempdir().unwrap(), |_| {});
+    let (alice, bob) = (Member::new(73), Member::new(74));
+    app.join(&alice, "Alice");
+    app.join(&bob, "Bob");
+    app.issue(&alice, "1000.00");
+    app.accept(&alice.key, &app.transfer_body(&alice, &bob.id, "2.50"));
+    let database = app.folder.path().join("covoit.db");
+    let files = ["", "-wal"].map(|suffix| PathBuf::from(format!("{}{suffix}", database.display())));
+    assert!(files.iter().all(|file| file.exists()), "the database and its write-ahead log");
+    let Some(read_only) = Immutable::set(files.to_vec()) else {
+        return skipped("making a file immutable needs root on a file system with chattr");
+    };
+
+    let (size, balance) = (app.size(), app.balance(&alice.id));
+    let refused = covoit::core::protocol::sign_body(&alice.key, &app.transfer_body(&alice, &bob.id, "1.00"));
+    let (status, reply) = app.post(&refused);
+    assert_eq!((status, code(&reply)), (503, "storage_unavailable"), "{reply}");
+    assert_eq!(app.post(&refused).0, 503, "still read-only: still refused");
+    assert_eq!((app.size(), app.balance(&alice.id)), (size, balance), "a refusal keeps nothing");
+    assert_eq!(app.get(&format!("/v1/accounts/{}", alice.id)).0, 200, "reads go on");
+
+    drop(read_only);
+    let (status, receipt) = app.post(&refused);
+    assert_eq!(status, 200, "writable again: the same command is taken: {receipt}");
+    assert_eq!(receipt["index"].as_u64(), Some(size));
+    assert_eq!(app.balance(&alice.id), "996.50");
+    app.accept(&alice.key, &app.transfer_body(&alice, &bob.id, "1.00"));
+    assert_eq!(app.size(), size + 2);
     audit_passes(&app);
 }
