@@ -1,14 +1,18 @@
 //! Crash safety: the real binary under a concurrent payment load, killed with SIGKILL
 //! at random moments and restarted, again and again. After every restart the audit
 //! passes, every command that got a 2xx is in the log, none that got a refusal is, and
-//! the new checkpoint is consistent with the last one seen.
+//! the log extends the last checkpoint seen before the kill and the first one served
+//! after the restart.
 //!
-//! `COVOIT_CRASH_CYCLES` sets the number of kills (30 by default; the long run in
-//! docs/reliability.md uses more).
+//! The load mixes in payments sure to be refused (more than the payer holds), so that
+//! refusals are there to check in every cycle. `COVOIT_CRASH_CYCLES` sets the number of
+//! kills (30 by default; the long run in docs/reliability.md uses more);
+//! `COVOIT_CRASH_SEED` replays the kill times of an earlier run (each run prints its own).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +27,8 @@ use sha2::{Digest, Sha256};
 
 const PAYERS: usize = 8;
 const WORKERS: usize = 4;
+/// Every this many payments, a worker posts one for more than its payer holds.
+const OVERDRAWN_EVERY: usize = 7;
 
 /// What one posted command came to.
 #[derive(Debug, Clone)]
@@ -165,7 +171,12 @@ fn killed_at_random_moments_the_ledger_loses_nothing_acknowledged() {
 
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut last_note: Option<String> = None;
-    let mut random = 0x2545_f491_4f6c_dd1du64;
+    let mut watched = 0;
+    let seed: u64 = std::env::var("COVOIT_CRASH_SEED").ok().and_then(|n| n.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
+    eprintln!("kill times from COVOIT_CRASH_SEED={seed}");
+    let mut random = seed;
     let mut next = |bound: u64| {
         random ^= random << 13;
         random ^= random >> 7;
@@ -189,10 +200,18 @@ fn killed_at_random_moments_the_ledger_loses_nothing_acknowledged() {
                         let (id, key) = &own[n % own.len()];
                         let to = payees[(n * 3 + worker + 1) % payees.len()].clone();
                         let to = if &to == id { payees[(n * 3 + worker + 2) % payees.len()].clone() } else { to };
-                        let command = CommandWire::Transfer { to, amount: "0.37".into(), memo: None };
+                        let overdrawn = n % OVERDRAWN_EVERY == OVERDRAWN_EVERY - 1;
+                        let amount = if overdrawn { "1000000.00" } else { "0.37" };
+                        let command = CommandWire::Transfer { to, amount: amount.into(), memo: None };
                         let body = setup_body(&ledger, id, seqs[id], command);
                         match post(&agent, &base, key, &body) {
                             Some(outcome) => {
+                                if overdrawn {
+                                    assert!(
+                                        matches!(outcome, Outcome::Refused { .. }),
+                                        "a payment of more than the payer holds: {outcome:?}"
+                                    );
+                                }
                                 if matches!(outcome, Outcome::Accepted { .. }) {
                                     *seqs.get_mut(id).unwrap() += 1;
                                 }
@@ -204,29 +223,56 @@ fn killed_at_random_moments_the_ledger_loses_nothing_acknowledged() {
                 })
             })
             .collect::<Vec<_>>();
+        // Meanwhile, the checkpoints the service publishes: the last one seen before the
+        // kill must still hold after it.
+        let killed = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (client, killed) = (Client::new(&server.base), killed.clone());
+            std::thread::spawn(move || {
+                let mut seen = None;
+                while !killed.load(Ordering::Relaxed) {
+                    if let Ok(reply) = client.get("/v1/checkpoint") {
+                        if reply.status == 200 {
+                            seen = Some(reply.body);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                seen
+            })
+        };
         std::thread::sleep(Duration::from_millis(100 + next(900)));
         server.child.kill().expect("SIGKILL");
         server.child.wait().unwrap();
+        killed.store(true, Ordering::Relaxed);
+        let seen_before_kill = watcher.join().expect("the checkpoint watcher");
         for worker in workers {
             worker.join().expect("a payment worker");
         }
         outcomes.extend(collected.lock().unwrap().drain(..));
 
+        if seen_before_kill.is_some() {
+            last_note = seen_before_kill;
+            watched += 1;
+        }
+
         server = start(folder.path());
-        // The audit passes on the restarted database, and the new checkpoint extends
-        // the last one seen.
+        // The audit passes on the restarted database, and its log extends the last
+        // checkpoint seen before the kill and the one served now.
+        let served = Client::new(&server.base).get("/v1/checkpoint").unwrap();
+        assert_eq!(served.status, 200, "cycle {cycle}: {}", served.body);
+        let notes: Vec<String> = last_note.iter().cloned().chain([served.body.clone()]).collect();
         let path = folder.path().join("covoit.db");
-        let options =
-            Options { seed: [cycle as u8; 32], since: last_note.iter().cloned().collect(), ..Options::default() };
+        let options = Options { seed: [cycle as u8; 32], since: notes.clone(), ..Options::default() };
         let (report, auditor) = audit::run(&mut DatabaseSource::open(&path).unwrap(), options, &|_, _| {})
             .unwrap_or_else(|failure| panic!("cycle {cycle}: the audit fails: {failure}"));
         DatabaseSource::open(&path).unwrap().check_derived(&auditor, &report).unwrap();
-        assert_eq!(report.consistent_with.len(), usize::from(last_note.is_some()), "cycle {cycle}");
-        let note = Client::new(&server.base).get("/v1/checkpoint").unwrap().body;
-        last_note = Some(note);
+        assert_eq!(report.consistent_with.len(), notes.len(), "cycle {cycle}");
+        last_note = Some(served.body);
 
         // Every acknowledged command is in the log; no refused one is.
         let txs = log_txs(&server.base);
+        let logged: HashSet<&str> = txs.iter().flatten().map(String::as_str).collect();
         for outcome in &outcomes {
             match outcome {
                 Outcome::Accepted { index, tx } => {
@@ -237,17 +283,20 @@ fn killed_at_random_moments_the_ledger_loses_nothing_acknowledged() {
                     )
                 }
                 Outcome::Refused { status, tx } => {
-                    assert!(
-                        !txs.iter().flatten().any(|logged| logged == tx),
-                        "cycle {cycle}: refused ({status}) yet logged"
-                    )
+                    assert!(!logged.contains(tx.as_str()), "cycle {cycle}: refused ({status}) yet logged")
                 }
             }
         }
     }
     let accepted = outcomes.iter().filter(|outcome| matches!(outcome, Outcome::Accepted { .. })).count();
+    let refused = outcomes.len() - accepted;
     assert!(accepted > cycles * 10, "the load was real: {accepted} payments acknowledged over {cycles} kills");
-    eprintln!("{cycles} kills, {accepted} acknowledged payments, all in the log after every restart");
+    assert!(refused >= cycles, "refusals were there to check: {refused} over {cycles} kills");
+    assert!(watched * 2 >= cycles, "checkpoints were seen under load before {watched} kills of {cycles}");
+    eprintln!(
+        "{cycles} kills, {accepted} acknowledged payments, all in the log after every restart; \
+         {refused} refused, none in it; a checkpoint seen before {watched} kills held after them"
+    );
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
