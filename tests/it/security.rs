@@ -67,7 +67,8 @@ fn secret_spellings(path: &Path) -> Vec<String> {
     let key: SigningKey = covoit::keys::read(path).unwrap();
     let seed = key.to_bytes();
     let hex: String = seed.iter().map(|byte| format!("{byte:02x}")).collect();
-    let mut spellings = vec![base64_encode(&seed), base64_encode(&seed).trim_end_matches('=').replace('+', "-"), hex];
+    let mut spellings =
+        vec![base64_encode(&seed), base64_encode(&seed).trim_end_matches('=').replace('+', "-").replace('/', "_"), hex];
     let pem = std::fs::read_to_string(path).unwrap();
     spellings.extend(pem.lines().filter(|line| !line.starts_with("-----")).map(str::to_owned));
     spellings.retain(|spelling| spelling.len() >= 16);
