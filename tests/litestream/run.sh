@@ -9,7 +9,7 @@
 #   3. on a "new machine", a restore from the replica's URL alone passes the audit, is
 #      consistent with the last checkpoint the old service published, holds every
 #      command it acknowledged, and serves again: new payments are accepted.
-# Installs Litestream into the build folder from PyPI (pinned by hash). About a minute.
+# Installs Litestream into the build folder from PyPI (pinned by hash). About 30 seconds.
 #
 #   tests/litestream/run.sh                          # target/debug/covoit (built if missing)
 #   COVOIT=target/release/covoit tests/litestream/run.sh
