@@ -203,8 +203,13 @@ fn the_readme_walk_through_works_and_sigterm_stops_cleanly() {
         let mode = std::fs::metadata(folder.join(key)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{key}");
     }
-    // And the same files serve again, unchanged.
+    // And the same files serve again, unchanged; a key file others could read is
+    // still used, with a warning that says how to mend it.
+    let ledger_key = folder.join("keys/ledger.key");
+    std::fs::set_permissions(&ledger_key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let server = Server::start(folder);
+    let warning = server.log_line("can be read by other users").expect("a warning about the key file");
+    assert!(warning.contains("ledger.key") && warning.contains("chmod 600"), "{warning}");
     assert_eq!(get(&server, &format!("/v1/accounts/{alice}"))["balance"], "16.50");
     assert!(server.terminate().success());
 }
