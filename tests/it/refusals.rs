@@ -51,6 +51,19 @@ fn every_refusal_has_its_status_and_code_and_changes_nothing() {
         assert!(good.contains(from), "{from} in {good}");
         serde_json::to_vec(&sign_raw(&alice.key, good.replace(from, to).as_bytes())).unwrap()
     };
+    // Signed bodies that are hostile inside: bytes that are not UTF-8 in a string, and
+    // arrays nested 1,000 deep in a field (bodies may nest 32 levels).
+    let signed_bytes = |bytes: &[u8]| serde_json::to_vec(&sign_raw(&alice.key, bytes)).unwrap();
+    let not_utf8 = {
+        let mut bytes = good.replace(r#""amount":"1.00""#, r#""amount":"1.0?""#).into_bytes();
+        let at = bytes.windows(4).position(|window| window == b"1.0?").unwrap() + 3;
+        bytes[at] = 0xff;
+        signed_bytes(&bytes)
+    };
+    let deeply_nested = {
+        let nested = format!(r#""amount":{}{}"#, "[".repeat(1000), "]".repeat(1000));
+        signed_bytes(good.replace(r#""amount":"1.00""#, &nested).as_bytes())
+    };
     let out_of_order = {
         let moved = good.replace(r#","type":"transfer""#, "").replacen('{', r#"{"type":"transfer","#, 1);
         serde_json::to_vec(&sign_raw(&alice.key, moved.as_bytes())).unwrap()
@@ -137,6 +150,8 @@ fn every_refusal_has_its_status_and_code_and_changes_nothing() {
         raw("not UTF-8", b"{\"body\":\"\xff\"}".to_vec(), 400, "malformed_json"),
         raw("deeply nested", format!("{}{}", "[".repeat(5000), "]".repeat(5000)), 400, "malformed_json"),
         raw("empty request", "", 400, "malformed_json"),
+        raw("signed body not UTF-8", not_utf8, 400, "malformed_json"),
+        raw("signed body deeply nested", deeply_nested, 400, "malformed_json"),
         raw("an array", "[]", 400, "invalid_envelope"),
         raw(
             "missing signature",
