@@ -47,13 +47,14 @@ fn every_refusal_has_its_status_and_code_and_changes_nothing() {
 
     let transfer = app.transfer_body(&alice, &bob.id, "1.00");
     let good = body_text(&transfer);
+    // A request carrying `bytes` as its body, correctly signed by Alice.
+    let signed_bytes = |bytes: &[u8]| serde_json::to_vec(&sign_raw(&alice.key, bytes)).unwrap();
     let edited = |from: &str, to: &str| -> Vec<u8> {
         assert!(good.contains(from), "{from} in {good}");
-        serde_json::to_vec(&sign_raw(&alice.key, good.replace(from, to).as_bytes())).unwrap()
+        signed_bytes(good.replace(from, to).as_bytes())
     };
     // Signed bodies that are hostile inside: bytes that are not UTF-8 in a string, and
-    // arrays nested 1,000 deep in a field (bodies may nest 32 levels).
-    let signed_bytes = |bytes: &[u8]| serde_json::to_vec(&sign_raw(&alice.key, bytes)).unwrap();
+    // arrays nested 1,000 deep in a field (far beyond `canonical::DEPTH_MAX`).
     let not_utf8 = {
         let mut bytes = good.replace(r#""amount":"1.00""#, r#""amount":"1.0?""#).into_bytes();
         let at = bytes.windows(4).position(|window| window == b"1.0?").unwrap() + 3;
@@ -62,11 +63,11 @@ fn every_refusal_has_its_status_and_code_and_changes_nothing() {
     };
     let deeply_nested = {
         let nested = format!(r#""amount":{}{}"#, "[".repeat(1000), "]".repeat(1000));
-        signed_bytes(good.replace(r#""amount":"1.00""#, &nested).as_bytes())
+        edited(r#""amount":"1.00""#, &nested)
     };
     let out_of_order = {
         let moved = good.replace(r#","type":"transfer""#, "").replacen('{', r#"{"type":"transfer","#, 1);
-        serde_json::to_vec(&sign_raw(&alice.key, moved.as_bytes())).unwrap()
+        signed_bytes(moved.as_bytes())
     };
     let with = |change: &dyn Fn(&mut BodyWire)| {
         let mut body = transfer.clone();
